@@ -1,0 +1,77 @@
+// Package loader reads and writes dalle2's single-file weight format (".d2":
+// memory-mapped, zero-copy for raw tensors, checksummed) and reads and writes
+// safetensors files.
+//
+// Both readers treat their input as hostile: every length, offset and shape
+// is checked against the file with overflow-checked arithmetic before
+// anything is allocated or sliced, and errors name the file and the tensor.
+//
+// # Weight file format, version 1
+//
+// All integers are little-endian. Offsets are absolute byte offsets from the
+// start of the file. A file is written in one pass (tensor data streams to
+// disk; only the index is kept in memory) and consists of:
+//
+//	offset          size  field
+//	0               8     magic "DALLE2W\x00" (44 41 4C 4C 45 32 57 00)
+//	8               4     u32 format version = 1
+//	12              4     u32 flags = 0 (readers reject any other value)
+//	16              ...   data regions: one per tensor and per blob, each
+//	                      starting at an offset that is a multiple of 64,
+//	                      the gaps filled with zero bytes
+//	I               L     JSON index (UTF-8), see below; the writer starts
+//	                      it at a multiple of 64 (readers do not require it)
+//	I+L = S-32      8     u64 I, the index offset
+//	S-24            8     u64 L, the index length in bytes
+//	S-16            4     u32 CRC-32C (Castagnoli) of the L index bytes
+//	S-12            4     u32 reserved = 0
+//	S-8             8     magic "DALLE2W\x00" again
+//
+// where S is the file size. The index ends exactly where the 32-byte trailer
+// begins, so a truncated file is recognised by its missing trailer magic.
+// The index is at most 64 MiB (MaxIndexSize).
+//
+// The JSON index is an object:
+//
+//	{
+//	  "version": 1,                       // must equal the preamble version
+//	  "metadata": {"source": "...", ...}, // string map (provenance)
+//	  "components": [                     // pipeline components, in order
+//	    {"name": "decoder", "class": "UNet2DConditionModel", "config": {...}}
+//	  ],
+//	  "tensors": [
+//	    {"name": "decoder/conv_in.weight", // "<component>/<state-dict key>"
+//	     "dtype": "F32",                   // a safetensors dtype name
+//	     "shape": [320, 3, 3, 3],
+//	     "codec": "raw",                   // "raw" or "zstd"
+//	     "offset": 64, "size": 34560,      // stored bytes [offset, offset+size)
+//	     "raw_size": 34560,                // decoded bytes = numel*dtype size
+//	     "crc32c": 1234567890}             // CRC-32C of the decoded bytes
+//	  ],
+//	  "blobs": [                           // auxiliary files, same fields
+//	    {"name": "tokenizer/vocab.json", "codec": "zstd", "offset": 34624,
+//	     "size": 300000, "raw_size": 1000000, "crc32c": 42}
+//	  ]
+//	}
+//
+// Unknown fields are ignored, so later versions may add optional ones. Rules
+// a reader enforces: names are non-empty and unique (tensors and blobs are
+// separate namespaces); a tensor's dtype is known, its shape dimensions are
+// non-negative and their product times the dtype size (without int64
+// overflow) equals raw_size; every region lies within [16, I); a "raw"
+// region has size == raw_size and starts at a multiple of 64 (so F32 data
+// read in place is aligned); a "zstd" region is a zstd stream (one frame as
+// written) whose decoded length must equal raw_size; a frame that declares a
+// larger content size is refused before anything is decoded, and raw_size
+// may be at most 32768 times size (zstd's largest possible expansion), which
+// bounds the memory a hostile file can make a reader allocate.
+//
+// The writer stores a region compressed only when zstd saves at least
+// DefaultMinSaving (20%) of its bytes, unless changed with
+// Writer.SetMinSaving: float weights rarely compress that well and stay raw,
+// keeping them zero-copy.
+//
+// Component names contain no "/"; tensor names begin with their component's
+// name and a "/", and File.Sub(component) presents one component's tensors
+// under their state-dict keys.
+package loader

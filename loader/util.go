@@ -1,0 +1,123 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"os"
+	"path/filepath"
+)
+
+const maxInt = int(^uint(0) >> 1)
+
+// byteSize returns the element count of shape and the byte count of that
+// many elements of size bytes each, failing on negative dimensions and on
+// int64 (or int) overflow.
+func byteSize(shape []int64, size int) (numel, nbytes int64, err error) {
+	n := uint64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return 0, 0, fmt.Errorf("shape %v: negative dimension %d", shape, d)
+		}
+		hi, lo := bits.Mul64(n, uint64(d))
+		if hi != 0 || lo > math.MaxInt64 {
+			return 0, 0, fmt.Errorf("shape %v: element count overflows int64", shape)
+		}
+		n = lo
+	}
+	hi, lo := bits.Mul64(n, uint64(size))
+	if hi != 0 || lo > math.MaxInt64 || lo > uint64(maxInt) {
+		return 0, 0, fmt.Errorf("shape %v: %d elements of %d bytes overflow int", shape, n, size)
+	}
+	return int64(n), int64(lo), nil
+}
+
+// intShape converts a checked shape to []int; dimensions fit because their
+// product fits.
+func intShape(shape []int64) []int {
+	out := make([]int, len(shape))
+	for i, d := range shape {
+		out[i] = int(d)
+	}
+	return out
+}
+
+// int64Shape converts a Tensor's shape for byteSize.
+func int64Shape(shape []int) []int64 {
+	out := make([]int64, len(shape))
+	for i, d := range shape {
+		out[i] = int64(d)
+	}
+	return out
+}
+
+// checkTensorData validates a tensor given to a writer.
+func checkTensorData(t Tensor) error {
+	if t.DType == Invalid || t.DType.Size() == 0 {
+		return fmt.Errorf("tensor %q: invalid dtype %v", t.Name, t.DType)
+	}
+	_, n, err := byteSize(int64Shape(t.Shape), t.DType.Size())
+	if err != nil {
+		return fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	if n != int64(len(t.Data)) {
+		return fmt.Errorf("tensor %q: %s %v needs %d bytes, got %d", t.Name, t.DType, t.Shape, n, len(t.Data))
+	}
+	return nil
+}
+
+// atomicFile is a temporary file next to its destination that becomes the
+// destination on commit and disappears on abort.
+type atomicFile struct {
+	*os.File
+	path string // destination
+}
+
+func createAtomic(path string) (*atomicFile, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, base+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("loader: %w", err)
+	}
+	return &atomicFile{File: f, path: path}, nil
+}
+
+// commit fsyncs, closes and renames the temporary file over the
+// destination; on failure it removes the temporary file.
+func (a *atomicFile) commit() error {
+	err := a.Chmod(0o644)
+	if err == nil {
+		err = a.Sync()
+	}
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(a.Name(), a.path)
+	}
+	if err != nil {
+		os.Remove(a.Name())
+		return fmt.Errorf("loader: %s: %w", a.path, err)
+	}
+	// Make the rename durable. Directories cannot be synced everywhere
+	// (windows): failure here is not an error.
+	if d, err := os.Open(filepath.Dir(a.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// abort closes and removes the temporary file.
+func (a *atomicFile) abort() error {
+	cerr := a.Close()
+	rerr := os.Remove(a.Name())
+	if errors.Is(cerr, os.ErrClosed) {
+		cerr = nil
+	}
+	return errors.Join(cerr, rerr)
+}
