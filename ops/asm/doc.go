@@ -1,0 +1,20 @@
+// Package asm holds dalle2's assembly kernels (amd64 AVX2/FMA/F16C, arm64
+// NEON) and CPU feature detection, each with a pure-Go fallback (forced by the
+// purego build tag); it is a leaf package that imports only the standard
+// library and golang.org/x/sys/cpu.
+//
+// Each kernel family follows one recipe: the exported entry and its contract
+// (written as the reference loop) in x.go, the pure-Go reference in
+// x_generic.go (built everywhere), and x_amd64.go/.s, x_arm64.go/.s behind
+// "amd64 && !purego" / "arm64 && !purego". Tests run every implementation the
+// CPU supports against the generic one, bit for bit.
+//
+// Family gemm: Gemm is a single-threaded, cache-blocked fp32 matrix product
+// built from PackA, PackB and the MR×NR register-blocked micro-kernel Kernel.
+// Every output element is one chain of fused multiply-adds in ascending k, so
+// results do not depend on blocking, kernel set or how callers split C across
+// threads.
+//
+// Features reports the detected CPU features, Name the kernel set in use, and
+// SetFast switches the assembly off for tests and benchmarks.
+package asm
