@@ -1,0 +1,244 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dalle2/dalle2/loader"
+)
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "info",
+		Usage:     "describe a dalle2 weight file",
+		ArgsUsage: "FILE",
+		Description: `Prints the format version, the provenance metadata and, per component, its class,
+tensor and parameter counts, dtypes, bytes on disk and in memory (decoded, and as f32
+for the float weights) and the compression ratio (in memory / on disk); then the blobs.
+--verify also checks every tensor's and blob's checksum.
+
+Example:
+   dalle2 info karlo-f16.d2 --verify`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verify", Usage: "check every checksum (reads the whole file)"},
+		},
+		Action: runInfo,
+	}
+}
+
+func runInfo(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("info: want one FILE, got %d arguments", c.NArg())
+	}
+	path := c.Args().First()
+	f, err := loader.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := c.App.Writer
+	writeInfo(w, path, f)
+	if !c.Bool("verify") {
+		return nil
+	}
+	if err := f.Verify(); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	var n int
+	var b int64
+	for _, t := range f.Index() {
+		n++
+		b += t.RawSize
+	}
+	for _, bl := range f.Blobs() {
+		b += bl.RawSize
+	}
+	fmt.Fprintf(w, "\nverify: OK (%d tensors, %s bytes)\n", n, groupDigits(b))
+	return nil
+}
+
+// componentStats sums one component's tensors.
+type componentStats struct {
+	name, class      string
+	tensors          int
+	params           int64 // elements of float tensors
+	dtypes           map[loader.DType]int
+	disk, mem, asF32 int64
+}
+
+func isFloatDType(d loader.DType) bool {
+	return d == loader.F32 || d == loader.F16 || d == loader.BF16 || d == loader.F64
+}
+
+func (s *componentStats) add(t loader.TensorInfo) {
+	s.tensors++
+	s.dtypes[t.DType]++
+	s.disk += t.Size
+	s.mem += t.RawSize
+	if isFloatDType(t.DType) && t.DType.Size() > 0 {
+		n := t.RawSize / int64(t.DType.Size())
+		s.params += n
+		s.asF32 += 4 * n
+	} else {
+		s.asF32 += t.RawSize
+	}
+}
+
+func (s *componentStats) row() []string {
+	if s.tensors == 0 {
+		return []string{s.name, s.class, "-", "-", "-", "-", "-", "-", "-"}
+	}
+	var dts []string
+	for d := loader.F32; d <= loader.Bool; d++ {
+		if n := s.dtypes[d]; n > 0 {
+			dts = append(dts, fmt.Sprintf("%s:%d", d, n))
+		}
+	}
+	return []string{s.name, s.class, fmt.Sprint(s.tensors), groupDigits(s.params), strings.Join(dts, " "),
+		humanBytes(s.disk), humanBytes(s.mem), humanBytes(s.asF32), ratio(s.mem, s.disk)}
+}
+
+// writeInfo prints the description of an opened weight file.
+func writeInfo(w io.Writer, path string, f *loader.File) {
+	fmt.Fprintf(w, "file     %s\n", path)
+	fmt.Fprintf(w, "format   dalle2 weight file, version %d\n", f.Version())
+	fmt.Fprintf(w, "size     %s (%s bytes)\n", humanBytes(f.Size()), groupDigits(f.Size()))
+
+	meta := f.Meta()
+	if len(meta) > 0 {
+		keys := make([]string, 0, len(meta))
+		width := 0
+		for k := range meta {
+			keys = append(keys, k)
+			width = max(width, utf8.RuneCountInString(k))
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(w, "\nmetadata\n")
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %s%s  %s\n", k, strings.Repeat(" ", width-utf8.RuneCountInString(k)), meta[k])
+		}
+	}
+
+	// Components in file order; tensors of an unlisted component (not
+	// written by dalle2 convert, but allowed) are shown after them.
+	var order []*componentStats
+	byName := map[string]*componentStats{}
+	get := func(name, class string) *componentStats {
+		if s, ok := byName[name]; ok {
+			return s
+		}
+		s := &componentStats{name: name, class: class, dtypes: map[loader.DType]int{}}
+		byName[name] = s
+		order = append(order, s)
+		return s
+	}
+	for _, c := range f.Components() {
+		get(c.Name, c.Class)
+	}
+	total := &componentStats{name: "TOTAL", dtypes: map[loader.DType]int{}}
+	for _, t := range f.Index() {
+		comp, _, ok := strings.Cut(t.Name, "/")
+		if !ok {
+			comp = ""
+		}
+		get(comp, "?").add(t)
+		total.add(t)
+	}
+
+	tab := table{
+		header: []string{"COMPONENT", "CLASS", "TENSORS", "PARAMS", "DTYPES", "ON DISK", "IN MEMORY", "AS F32", "RATIO"},
+		right:  []bool{false, false, true, true, false, true, true, true, true},
+	}
+	for _, s := range order {
+		tab.rows = append(tab.rows, s.row())
+	}
+	tab.rows = append(tab.rows, total.row())
+	fmt.Fprintln(w)
+	tab.write(w)
+
+	if blobs := f.Blobs(); len(blobs) > 0 {
+		bt := table{header: []string{"BLOB", "ON DISK", "IN MEMORY", "RATIO"}, right: []bool{false, true, true, true}}
+		for _, b := range blobs {
+			bt.rows = append(bt.rows, []string{b.Name, humanBytes(b.Size), humanBytes(b.RawSize), ratio(b.RawSize, b.Size)})
+		}
+		fmt.Fprintln(w)
+		bt.write(w)
+	}
+}
+
+// ratio is the compression ratio mem/disk ("-" when nothing is stored).
+func ratio(mem, disk int64) string {
+	if disk <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(mem)/float64(disk))
+}
+
+// table prints aligned columns, two spaces apart, like `docker images`.
+type table struct {
+	header []string
+	right  []bool // right-align this column (numbers)
+	rows   [][]string
+}
+
+func (t *table) write(w io.Writer) {
+	widths := make([]int, len(t.header))
+	for _, r := range append([][]string{t.header}, t.rows...) {
+		for i, cell := range r {
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, r := range append([][]string{t.header}, t.rows...) {
+		var b strings.Builder
+		for i, cell := range r {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			if t.right[i] {
+				b.WriteString(pad + cell)
+			} else {
+				b.WriteString(cell + pad)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+// groupDigits writes n with thousands separators: 123,650,304.
+func groupDigits(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// humanBytes formats a byte count with a decimal unit: 495.0 MB.
+func humanBytes(n int64) string {
+	if n < 1000 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"kB", "MB", "GB"} {
+		f /= 1000
+		if f < 999.95 {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.1f TB", f/1000)
+}
