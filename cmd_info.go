@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -22,10 +26,17 @@ tensor and parameter counts, dtypes, bytes on disk and in memory (decoded, and a
 for the float weights) and the compression ratio (in memory / on disk); then the blobs.
 --verify also checks every tensor's and blob's checksum.
 
-Example:
-   dalle2 info karlo-f16.d2 --verify`,
+--tensors prints instead one line per tensor, sorted by name: name, dtype, shape and the
+first 16 hex digits of the SHA-256 of its decoded little-endian bytes, so that two files
+(e.g. one converted from a diffusers folder, one from the original Karlo release) can be
+compared with diff.
+
+Examples:
+   dalle2 info karlo-f16.d2 --verify
+   diff <(dalle2 info --tensors a.d2) <(dalle2 info --tensors b.d2)`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "verify", Usage: "check every checksum (reads the whole file)"},
+			&cli.BoolFlag{Name: "tensors", Usage: "list every tensor (name, dtype, shape, value hash), sorted, for diff"},
 		},
 		Action: runInfo,
 	}
@@ -36,12 +47,18 @@ func runInfo(c *cli.Context) error {
 		return usagef("info: want one FILE, got %d arguments", c.NArg())
 	}
 	path := c.Args().First()
+	if isPNGFile(path) {
+		return pngInfo(path, c.App.Writer)
+	}
 	f, err := loader.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	w := c.App.Writer
+	if c.Bool("tensors") {
+		return writeTensorList(w, f)
+	}
 	writeInfo(w, path, f)
 	if !c.Bool("verify") {
 		return nil
@@ -60,6 +77,28 @@ func runInfo(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "\nverify: OK (%d tensors, %s bytes)\n", n, groupDigits(b))
 	return nil
+}
+
+// writeTensorList prints "name dtype [d0,d1,...] hash" per tensor, sorted by
+// name; hash is the first 16 hex digits of the SHA-256 of the decoded
+// little-endian bytes (every checksum is verified on the way).
+func writeTensorList(w io.Writer, f *loader.File) error {
+	names := f.Names()
+	slices.Sort(names)
+	bw := bufio.NewWriter(w)
+	for _, n := range names {
+		t, err := f.Tensor(n)
+		if err != nil {
+			return err
+		}
+		dims := make([]string, len(t.Shape))
+		for i, d := range t.Shape {
+			dims[i] = strconv.Itoa(d)
+		}
+		sum := sha256.Sum256(t.Data)
+		fmt.Fprintf(bw, "%s %s [%s] %s\n", n, t.DType, strings.Join(dims, ","), hex.EncodeToString(sum[:8]))
+	}
+	return bw.Flush()
 }
 
 // componentStats sums one component's tensors.

@@ -175,17 +175,27 @@ func convertComponent(c *PipelineComponent, w *loader.Writer, target loader.DTyp
 	}
 	defer ws.Close()
 	cr.Files = ws.Files()
-	for _, name := range ws.Names() {
-		t, err := ws.Tensor(name)
+	if err := writeTensors(w, c.Name, ws, ws.File, target, cr); err != nil {
+		return nil, err
+	}
+	return cr, nil
+}
+
+// writeTensors converts every tensor of src (in src.Names() order) to
+// target and adds it to component comp, counting into cr; fileOf names the
+// file a tensor comes from, for errors.
+func writeTensors(w *loader.Writer, comp string, src loader.Source, fileOf func(string) string, target loader.DType, cr *ComponentReport) error {
+	for _, name := range src.Names() {
+		t, err := src.Tensor(name)
 		if err != nil {
-			return nil, fmt.Errorf("convert: component %q: %w", c.Name, err)
+			return fmt.Errorf("convert: component %q: %w", comp, err)
 		}
 		out, err := ConvertTensor(t, target)
 		if err != nil {
-			return nil, fmt.Errorf("convert: %s: tensor %q: %w", ws.File(name), name, err)
+			return fmt.Errorf("convert: %s: tensor %q: %w", fileOf(name), name, err)
 		}
-		if err := w.AddTensor(c.Name, out); err != nil {
-			return nil, fmt.Errorf("convert: %s: tensor %q: %w", ws.File(name), name, err)
+		if err := w.AddTensor(comp, out); err != nil {
+			return fmt.Errorf("convert: %s: tensor %q: %w", fileOf(name), name, err)
 		}
 		cr.Tensors++
 		cr.Bytes += int64(len(out.Data))
@@ -193,7 +203,7 @@ func convertComponent(c *PipelineComponent, w *loader.Writer, target loader.DTyp
 			cr.Params += int64(out.Numel())
 		}
 	}
-	return cr, nil
+	return nil
 }
 
 func isFloat(d loader.DType) bool {

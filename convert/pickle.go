@@ -31,6 +31,14 @@ type PickleOptions struct {
 	// named is imported or run either way. Off by default: a .bin state dict
 	// that names anything but the tensor-rebuilding globals is refused.
 	AllowOpaque bool
+	// TorchScriptObjects accepts the globals of TorchScript's "__torch__"
+	// module tree (the compiled module classes of a torch.jit.save
+	// archive's data.pkl, such as __torch__.clip.model.CLIP or
+	// __torch__.torch.nn.modules.conv.___torch_mangle_3.Conv2d) as opaque
+	// placeholders, as AllowOpaque does for every global: NEWOBJ makes an
+	// *Opaque whose BUILD state holds the module's attributes. Every other
+	// global stays subject to the allow-list. Nothing is imported or run.
+	TorchScriptObjects bool
 }
 
 // Global is a module-level name pushed by GLOBAL or STACK_GLOBAL.
@@ -235,6 +243,12 @@ const (
 // allowedGlobal reports whether module.name may appear in a pickle we read.
 // Exact matches only: the list is the whole policy.
 func allowedGlobal(module, name string) bool {
+	if strings.Contains(name, ".") {
+		// A dotted name would let module "torch" + name
+		// "_utils._rebuild_tensor_v2" pass for the allowed pair: the
+		// allow-list holds (module, name) pairs, not their concatenation.
+		return false
+	}
 	switch module + "." + name {
 	case gOrderedDict, gRebuildTensorV2, gRebuildParameter, gRebuildParamWithSt:
 		return true
@@ -676,13 +690,24 @@ func (u *unpickler) pushGlobal(module, name string) error {
 		u.push(Global{Module: module, Name: name})
 		return nil
 	}
-	if u.opt.AllowOpaque {
+	if u.opt.AllowOpaque || (u.opt.TorchScriptObjects && isTorchScriptModule(module)) {
 		u.push(Global{Module: module, Name: name, Opaque: true})
 		return nil
+	}
+	if module == "torch" && strings.HasSuffix(name, "Storage") {
+		return u.errf("global %q is not allowed: unknown storage type (known: torch.FloatStorage, HalfStorage, "+
+			"BFloat16Storage, DoubleStorage, LongStorage, IntStorage, ShortStorage, CharStorage, ByteStorage, BoolStorage)",
+			module+"."+name)
 	}
 	return u.errf("global %q is not allowed: a checkpoint may only name "+
 		"collections.OrderedDict, the torch._utils tensor rebuilders and torch.*Storage "+
 		"classes (nothing in a checkpoint is ever executed)", module+"."+name)
+}
+
+// isTorchScriptModule reports whether module is TorchScript's "__torch__"
+// namespace of compiled classes.
+func isTorchScriptModule(module string) bool {
+	return module == "__torch__" || strings.HasPrefix(module, "__torch__.")
 }
 
 // persistentLoad resolves a BINPERSID id. torch.save's ids are

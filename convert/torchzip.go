@@ -97,89 +97,133 @@ func OpenTorch(path string, opt PickleOptions) (*TorchFile, error) {
 // ParseTorch reads a torch.save zip checkpoint of the given size from r, as
 // OpenTorch does; name is used in errors. Close does not close r.
 func ParseTorch(r io.ReaderAt, size int64, name string, opt PickleOptions) (*TorchFile, error) {
-	path := name
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("convert: %s: "+format, append([]any{path}, args...)...)
+	a, err := openTorchArchive(r, size, name)
+	if err != nil {
+		return nil, err
 	}
+	v, pklName, err := a.unpickle("data.pkl", opt)
+	if err != nil {
+		return nil, err
+	}
+	sd, err := findStateDict(v)
+	if err != nil {
+		return nil, a.fail("%s: %v", pklName, err)
+	}
+	names := make([]string, 0, len(sd.Keys))
+	refs := make([]*TensorRef, 0, len(sd.Keys))
+	for i, k := range sd.Keys {
+		name, ok := k.(string)
+		if !ok {
+			return nil, a.fail("state dict key %s is not a string", describe(k))
+		}
+		t, ok := sd.Values[i].(*TensorRef)
+		if !ok {
+			return nil, a.fail("state dict entry %q is %s, not a tensor", name, describe(sd.Values[i]))
+		}
+		names = append(names, name)
+		refs = append(refs, t)
+	}
+	return a.torchFile(names, refs)
+}
+
+// torchArchive is an opened torch.save or torch.jit.save zip archive: every
+// entry sits in one top-level folder (any name), which is cut from the
+// entry names.
+type torchArchive struct {
+	path    string
+	r       io.ReaderAt
+	size    int64
+	prefix  string               // the top-level folder, with its "/"
+	entries map[string]*zip.File // by name relative to prefix
+}
+
+// openTorchArchive reads the zip directory and checks the byte order.
+func openTorchArchive(r io.ReaderAt, size int64, path string) (*torchArchive, error) {
+	a := &torchArchive{path: path, r: r, size: size, entries: map[string]*zip.File{}}
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		var head [2]byte
 		if n, _ := r.ReadAt(head[:], 0); n == 2 && head[0] == 0x80 && head[1] == 0x02 {
-			return nil, fail("a legacy (PyTorch < 1.6) torch.save file, which is not supported; re-save it with a current PyTorch")
+			return nil, a.fail("a legacy (PyTorch < 1.6) torch.save file, which is not supported; re-save it with a current PyTorch")
 		}
-		return nil, fail("not a torch.save zip archive: %v", err)
+		return nil, a.fail("not a torch.save zip archive: %v", err)
 	}
 
 	// All entries share one top-level folder, whatever its name.
-	entries := map[string]*zip.File{}
-	prefix := ""
 	for _, zf := range zr.File {
 		i := strings.IndexByte(zf.Name, '/')
 		if i <= 0 {
-			return nil, fail("archive entry %q is not inside a top-level folder", zf.Name)
+			return nil, a.fail("archive entry %q is not inside a top-level folder", zf.Name)
 		}
-		if prefix == "" {
-			prefix = zf.Name[:i+1]
-		} else if zf.Name[:i+1] != prefix {
-			return nil, fail("archive has two top-level folders, %q and %q", prefix, zf.Name[:i+1])
+		if a.prefix == "" {
+			a.prefix = zf.Name[:i+1]
+		} else if zf.Name[:i+1] != a.prefix {
+			return nil, a.fail("archive has two top-level folders, %q and %q", a.prefix, zf.Name[:i+1])
 		}
 		rel := zf.Name[i+1:]
-		if _, dup := entries[rel]; dup {
-			return nil, fail("duplicate archive entry %q", zf.Name)
+		if _, dup := a.entries[rel]; dup {
+			return nil, a.fail("duplicate archive entry %q", zf.Name)
 		}
-		entries[rel] = zf
+		a.entries[rel] = zf
 	}
-	if prefix == "" {
-		return nil, fail("empty archive")
+	if a.prefix == "" {
+		return nil, a.fail("empty archive")
 	}
 
-	if bo, ok := entries["byteorder"]; ok {
+	if bo, ok := a.entries["byteorder"]; ok {
 		b, err := readEntry(bo, 64)
 		if err != nil {
-			return nil, fail("%s: %v", bo.Name, err)
+			return nil, a.fail("%s: %v", bo.Name, err)
 		}
 		switch s := string(bytes.TrimSpace(b)); s {
 		case "little":
 		case "big":
-			return nil, fail("big-endian checkpoint (byteorder \"big\") is not supported")
+			return nil, a.fail("big-endian checkpoint (byteorder \"big\") is not supported")
 		default:
-			return nil, fail("unknown byteorder %q", s)
+			return nil, a.fail("unknown byteorder %q", s)
 		}
 	}
+	return a, nil
+}
 
-	pklEntry, ok := entries["data.pkl"]
+// fail is an error naming the archive.
+func (a *torchArchive) fail(format string, args ...any) error {
+	return fmt.Errorf("convert: %s: "+format, append([]any{a.path}, args...)...)
+}
+
+// unpickle parses the pickle entry rel (e.g. "data.pkl"); it also returns
+// the entry's full name, for errors.
+func (a *torchArchive) unpickle(rel string, opt PickleOptions) (any, string, error) {
+	zf, ok := a.entries[rel]
 	if !ok {
-		return nil, fail("no %sdata.pkl in the archive", prefix)
+		return nil, "", a.fail("no %s%s in the archive", a.prefix, rel)
 	}
-	pkl, err := readEntry(pklEntry, maxPickleSize)
+	pkl, err := readEntry(zf, maxPickleSize)
 	if err != nil {
-		return nil, fail("%s: %v", pklEntry.Name, err)
+		return nil, "", a.fail("%s: %v", zf.Name, err)
 	}
 	v, err := Unpickle(pkl, opt)
 	if err != nil {
-		return nil, fail("%s: %w", pklEntry.Name, err)
+		return nil, "", a.fail("%s: %w", zf.Name, err)
 	}
-	sd, err := findStateDict(v)
-	if err != nil {
-		return nil, fail("%s: %v", pklEntry.Name, err)
-	}
+	return v, zf.Name, nil
+}
 
-	tf := &TorchFile{path: path, r: r, tensors: map[string]*TensorRef{}, storages: map[string]storageEntry{}}
-	for i, k := range sd.Keys {
-		name, ok := k.(string)
-		if !ok {
-			return nil, fail("state dict key %s is not a string", describe(k))
+// torchFile checks every named view against its storage entry and returns
+// the TorchFile serving them (names must be unique).
+func (a *torchArchive) torchFile(names []string, refs []*TensorRef) (*TorchFile, error) {
+	tf := &TorchFile{path: a.path, r: a.r, tensors: map[string]*TensorRef{}, storages: map[string]storageEntry{}}
+	for i, name := range names {
+		t := refs[i]
+		if _, dup := tf.tensors[name]; dup {
+			return nil, a.fail("tensor %q appears twice", name)
 		}
-		t, ok := sd.Values[i].(*TensorRef)
-		if !ok {
-			return nil, fail("state dict entry %q is %s, not a tensor", name, describe(sd.Values[i]))
-		}
-		se, err := tf.storage(entries, prefix, t.Storage, size)
+		se, err := tf.storage(a.entries, a.prefix, t.Storage, a.size)
 		if err != nil {
-			return nil, fail("tensor %q: %v", name, err)
+			return nil, a.fail("tensor %q: %v", name, err)
 		}
 		if err := checkView(t, se); err != nil {
-			return nil, fail("tensor %q: %v", name, err)
+			return nil, a.fail("tensor %q: %v", name, err)
 		}
 		tf.tensors[name] = t
 		tf.names = append(tf.names, name)
@@ -336,6 +380,19 @@ func isContiguous(size, stride []int64) bool {
 		want *= size[k]
 	}
 	return true
+}
+
+// Info returns a tensor's element type and shape without reading it.
+func (tf *TorchFile) Info(name string) (dtype loader.DType, shape []int, ok bool) {
+	t, ok := tf.tensors[name]
+	if !ok {
+		return loader.Invalid, nil, false
+	}
+	shape = make([]int, len(t.Size))
+	for i, d := range t.Size {
+		shape[i] = int(d) // fits: checkView bounded numel·size by MaxInt
+	}
+	return t.Storage.DType, shape, true
 }
 
 // Names lists the state dict's tensor names, sorted.

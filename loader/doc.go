@@ -50,8 +50,9 @@
 //	  ],
 //	  "blobs": [                           // auxiliary files, same fields
 //	    {"name": "tokenizer/vocab.json", "codec": "zstd", "offset": 34624,
-//	     "size": 300000, "raw_size": 1000000, "crc32c": 42}
-//	  ]
+//	     "size": 300000, "raw_size": 1000000, "crc32c": 42,
+//	     "stored_crc32c": 7}               // zstd regions: CRC-32C of the
+//	  ]                                    // stored (compressed) bytes
 //	}
 //
 // Unknown fields are ignored, so later versions may add optional ones. Rules
@@ -65,6 +66,19 @@
 // larger content size is refused before anything is decoded, and raw_size
 // may be at most 32768 times size (zstd's largest possible expansion), which
 // bounds the memory a hostile file can make a reader allocate.
+//
+// The gaps between regions are zero bytes. Every byte of a file is thus
+// checked: the preamble and trailer by Open, the index by its CRC, regions by
+// their CRCs and the gaps by File.Verify. "stored_crc32c" (optional for
+// readers, so files written before it existed stay readable; always written)
+// lets a reader refuse a damaged zstd frame before decoding it, and detects
+// damage that happens to decode to the same bytes.
+//
+// Files are written to "<name>.tmp-<pid>-<random>" in the destination's
+// folder, fsynced and renamed over the destination, so readers see the old
+// file or the complete new one, never a partial one. A writer killed midway
+// leaves its temporary file behind; the next writer of the same destination
+// deletes those whose process is gone, and they are always safe to delete.
 //
 // The writer stores a region compressed only when zstd saves at least
 // DefaultMinSaving (20%) of its bytes, unless changed with

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ type File struct {
 	blobs      []BlobInfo
 	blobIdx    map[string]int
 	verified   []atomic.Bool // raw tensor i's checksum has been checked
+	dataEnd    int64         // index offset: the data area is [PreambleSize, dataEnd)
 }
 
 // Open memory-maps a weight file and checks its header, trailer and index.
@@ -131,6 +133,7 @@ func (f *File) parse() error {
 	f.components = idx.Components
 
 	dataEnd := int64(idxOff)
+	f.dataEnd = dataEnd
 	f.tensorIdx = make(map[string]int, len(idx.Tensors))
 	for _, t := range idx.Tensors {
 		info, err := f.checkTensor(t, dataEnd)
@@ -159,7 +162,10 @@ func (f *File) parse() error {
 			return f.errorf("duplicate blob %q", b.Name)
 		}
 		f.blobIdx[b.Name] = len(f.blobs)
-		f.blobs = append(f.blobs, BlobInfo(b))
+		f.blobs = append(f.blobs, BlobInfo{
+			Name: b.Name, Codec: b.Codec, Offset: b.Offset, Size: b.Size,
+			RawSize: b.RawSize, CRC32C: b.CRC32C, stored: b.StoredCRC32C,
+		})
 	}
 	return nil
 }
@@ -185,6 +191,7 @@ func (f *File) checkTensor(t wireTensor, dataEnd int64) (TensorInfo, error) {
 	return TensorInfo{
 		Name: t.Name, DType: dt, Shape: intShape(t.Shape), Codec: t.Codec,
 		Offset: t.Offset, Size: t.Size, RawSize: t.RawSize, CRC32C: t.CRC32C,
+		stored: t.StoredCRC32C,
 	}, nil
 }
 
@@ -224,15 +231,22 @@ func (f *File) checkRegion(codec string, off, size, rawSize, dataEnd int64) erro
 }
 
 // region returns the decoded, checksum-verified bytes of a stored region.
-// Raw regions are not copied. verified, if not nil, caches a successful
-// raw check.
-func (f *File) region(kind, name, codec string, off, size, rawSize int64, crc uint32, verified *atomic.Bool) ([]byte, error) {
+// Raw regions are not copied. storedCRC, if not nil, is the checksum of
+// the stored bytes of a zstd region, checked before decoding. verified, if
+// not nil, caches a successful raw check.
+func (f *File) region(kind, name, codec string, off, size, rawSize int64, crc uint32, storedCRC *uint32, verified *atomic.Bool) ([]byte, error) {
 	if f.closed {
 		return nil, f.errorf("%s %q: file is closed", kind, name)
 	}
 	stored := f.data[off : off+size : off+size]
 	out := stored
 	if codec == CodecZstd {
+		if storedCRC != nil {
+			if c := checksum(stored); c != *storedCRC {
+				return nil, f.errorf("%s %q: checksum of the %d compressed bytes at offset %d mismatch (stored %08x, computed %08x): file corrupt",
+					kind, name, size, off, *storedCRC, c)
+			}
+		}
 		var err error
 		if out, err = decodeZstd(stored, rawSize); err != nil {
 			return nil, f.errorf("%s %q: %v", kind, name, err)
@@ -272,6 +286,18 @@ func decodeZstd(stored []byte, rawSize int64) ([]byte, error) {
 	if h.HasFCS && h.FrameContentSize != uint64(rawSize) {
 		return nil, fmt.Errorf("zstd frame claims %d bytes, raw_size is %d", h.FrameContentSize, rawSize)
 	}
+	// Refuse a raw_size (and frame content size) the blocks cannot produce
+	// before allocating it, so a lying index cannot make us reserve memory,
+	// and blocks that certainly expand beyond it before decoding them.
+	least, most, err := zstdOutputRange(stored)
+	switch {
+	case err != nil:
+		return nil, err
+	case most < uint64(rawSize):
+		return nil, fmt.Errorf("zstd data can decode to at most %d bytes, raw_size is %d (decompression bomb?)", most, rawSize)
+	case least > uint64(rawSize):
+		return nil, fmt.Errorf("zstd data decodes to at least %d bytes, more than raw_size %d (decompression bomb?)", least, rawSize)
+	}
 	dec, err := zstdDecoder()
 	if err != nil {
 		return nil, err
@@ -286,6 +312,66 @@ func decodeZstd(stored []byte, rawSize int64) ([]byte, error) {
 	return out, nil
 }
 
+// zstdOutputRange bounds what a zstd stream can decode to by walking its
+// frame and block headers (RFC 8878 §3.1.1): a raw or RLE block produces
+// exactly Block_Size bytes, a compressed block at most 128 KiB.
+func zstdOutputRange(b []byte) (least, most uint64, err error) {
+	const maxBlock = 128 << 10
+	for len(b) > 0 {
+		var h zstd.Header
+		if err := h.Decode(b); err != nil {
+			return 0, 0, fmt.Errorf("zstd frame header: %v", err)
+		}
+		if h.HeaderSize <= 0 || h.HeaderSize > len(b) {
+			return 0, 0, fmt.Errorf("zstd frame header of %d bytes in %d", h.HeaderSize, len(b))
+		}
+		b = b[h.HeaderSize:]
+		if h.Skippable {
+			if uint64(h.SkippableSize) > uint64(len(b)) {
+				return 0, 0, errors.New("zstd skippable frame runs past the region")
+			}
+			b = b[h.SkippableSize:]
+			continue
+		}
+		for last := false; !last; {
+			if len(b) < 3 {
+				return 0, 0, errors.New("zstd block header runs past the region (truncated frame)")
+			}
+			bh := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
+			b = b[3:]
+			last = bh&1 != 0
+			size := uint64(bh >> 3)
+			var in uint64
+			switch (bh >> 1) & 3 {
+			case 0: // raw
+				in = size
+				least += size
+				most += size
+			case 1: // RLE
+				in = 1
+				least += size
+				most += size
+			case 2: // compressed
+				in = size
+				most += maxBlock
+			default:
+				return 0, 0, errors.New("zstd block of the reserved type 3 (corrupt data)")
+			}
+			if in > uint64(len(b)) {
+				return 0, 0, errors.New("zstd block runs past the region (truncated frame)")
+			}
+			b = b[in:]
+		}
+		if h.HasCheckSum {
+			if len(b) < 4 {
+				return 0, 0, errors.New("zstd frame checksum runs past the region (truncated frame)")
+			}
+			b = b[4:]
+		}
+	}
+	return least, most, nil
+}
+
 // Names lists every tensor name ("<component>/<key>"), sorted.
 func (f *File) Names() []string { return slices.Clone(f.names) }
 
@@ -297,7 +383,7 @@ func (f *File) Tensor(name string) (Tensor, error) {
 		return Tensor{}, f.errorf("no tensor %q", name)
 	}
 	t := &f.tensors[i]
-	data, err := f.region("tensor", t.Name, t.Codec, t.Offset, t.Size, t.RawSize, t.CRC32C, &f.verified[i])
+	data, err := f.region("tensor", t.Name, t.Codec, t.Offset, t.Size, t.RawSize, t.CRC32C, t.stored, &f.verified[i])
 	if err != nil {
 		return Tensor{}, err
 	}
@@ -364,7 +450,7 @@ func (f *File) Blob(name string) ([]byte, error) {
 		return nil, f.errorf("no blob %q", name)
 	}
 	b := &f.blobs[i]
-	data, err := f.region("blob", b.Name, b.Codec, b.Offset, b.Size, b.RawSize, b.CRC32C, nil)
+	data, err := f.region("blob", b.Name, b.Codec, b.Offset, b.Size, b.RawSize, b.CRC32C, b.stored, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -375,22 +461,54 @@ func (f *File) Blob(name string) ([]byte, error) {
 }
 
 // Verify checks the checksum of every tensor and blob and reports every
-// corrupt one.
+// corrupt one. It also checks that the padding between regions is zero, so
+// that no byte of a file escapes checking: the preamble and trailer are
+// checked by Open, the index by its checksum, regions by theirs.
 func (f *File) Verify() error {
 	var errs []error
+	if f.closed {
+		return f.errorf("file is closed")
+	}
+	if err := f.checkPadding(); err != nil {
+		errs = append(errs, err)
+	}
 	for i := range f.tensors {
 		t := &f.tensors[i]
-		if _, err := f.region("tensor", t.Name, t.Codec, t.Offset, t.Size, t.RawSize, t.CRC32C, &f.verified[i]); err != nil {
+		if _, err := f.region("tensor", t.Name, t.Codec, t.Offset, t.Size, t.RawSize, t.CRC32C, t.stored, &f.verified[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for i := range f.blobs {
 		b := &f.blobs[i]
-		if _, err := f.region("blob", b.Name, b.Codec, b.Offset, b.Size, b.RawSize, b.CRC32C, nil); err != nil {
+		if _, err := f.region("blob", b.Name, b.Codec, b.Offset, b.Size, b.RawSize, b.CRC32C, b.stored, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPadding reports non-zero bytes in the data area outside every region.
+func (f *File) checkPadding() error {
+	type span struct{ off, end int64 }
+	spans := make([]span, 0, len(f.tensors)+len(f.blobs))
+	for _, t := range f.tensors {
+		spans = append(spans, span{t.Offset, t.Offset + t.Size})
+	}
+	for _, b := range f.blobs {
+		spans = append(spans, span{b.Offset, b.Offset + b.Size})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.off, b.off) })
+	spans = append(spans, span{f.dataEnd, f.dataEnd})
+	pos := int64(PreambleSize)
+	for _, s := range spans {
+		if s.off > pos {
+			if i := slices.IndexFunc(f.data[pos:s.off], func(b byte) bool { return b != 0 }); i >= 0 {
+				return f.errorf("padding byte at offset %d is 0x%02x, not 0: file corrupt", pos+int64(i), f.data[pos+int64(i)])
+			}
+		}
+		pos = max(pos, s.end)
+	}
+	return nil
 }
 
 // Meta returns a copy of the provenance metadata.

@@ -56,6 +56,8 @@ type TensorInfo struct {
 	Size    int64  // stored bytes
 	RawSize int64  // decoded bytes (numel × dtype size)
 	CRC32C  uint32 // CRC-32C of the decoded bytes
+
+	stored *uint32 // CRC-32C of the stored bytes (zstd regions), if recorded
 }
 
 // BlobInfo describes one stored auxiliary file, as listed in the index.
@@ -66,6 +68,8 @@ type BlobInfo struct {
 	Size    int64  // stored bytes
 	RawSize int64  // decoded bytes
 	CRC32C  uint32 // CRC-32C of the decoded bytes
+
+	stored *uint32 // CRC-32C of the stored bytes (zstd regions), if recorded
 }
 
 // Component describes one pipeline component stored in a weight file.
@@ -93,6 +97,11 @@ type wireTensor struct {
 	Size    int64   `json:"size"`
 	RawSize int64   `json:"raw_size"`
 	CRC32C  uint32  `json:"crc32c"`
+	// StoredCRC32C is the CRC-32C of the stored bytes of a zstd region
+	// (written since the field was added; optional for readers), so that
+	// a damaged frame is refused before it is decoded and damage that
+	// happens to decode to the same bytes is still detected.
+	StoredCRC32C *uint32 `json:"stored_crc32c,omitempty"`
 }
 
 type wireBlob struct {
@@ -102,4 +111,6 @@ type wireBlob struct {
 	Size    int64  `json:"size"`
 	RawSize int64  `json:"raw_size"`
 	CRC32C  uint32 `json:"crc32c"`
+	// StoredCRC32C: as in wireTensor.
+	StoredCRC32C *uint32 `json:"stored_crc32c,omitempty"`
 }

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 const maxInt = int(^uint(0) >> 1)
@@ -74,16 +76,57 @@ type atomicFile struct {
 	path string // destination
 }
 
+// TempInfix separates a destination's name from the writer's process id in
+// the names of temporary files: "<name>.tmp-<pid>-<random>". A temporary
+// file only outlives its writer when the writer is killed (SIGKILL, power
+// loss); it is then never mistaken for the destination, is always safe to
+// delete, and the next writer of the same destination on the same machine
+// deletes it (see createAtomic).
+const TempInfix = ".tmp-"
+
+// createAtomic starts a temporary file for path in the same directory,
+// first removing stale temporary files of the same destination: those whose
+// writer process no longer exists.
 func createAtomic(path string) (*atomicFile, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, base+".tmp-*")
+	removeStaleTemps(dir, base)
+	f, err := os.CreateTemp(dir, base+TempInfix+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
 	}
 	return &atomicFile{File: f, path: path}, nil
+}
+
+// removeStaleTemps deletes the regular files "<base>.tmp-<pid>-<random>" in
+// dir whose process <pid> has exited (checked on this machine; where that
+// cannot be checked nothing is deleted). It is best effort: errors are
+// ignored. A writer on another machine sharing the folder whose pid is
+// free here could lose its temporary file; its commit then fails with an
+// error, and no file is damaged.
+func removeStaleTemps(dir, base string) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := base + TempInfix
+	for _, de := range des {
+		name := de.Name()
+		if !de.Type().IsRegular() || !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(name[len(prefix):], "-")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 || pid == os.Getpid() || !processGone(pid) {
+			continue
+		}
+		os.Remove(filepath.Join(dir, name))
+	}
 }
 
 // commit fsyncs, closes and renames the temporary file over the

@@ -55,7 +55,8 @@ type Writer struct {
 }
 
 // Create starts a weight file that Commit will place at path. It writes to
-// "<path>.tmp-<random>" in the same directory.
+// "<path>.tmp-<pid>-<random>" in the same directory (removing such files
+// left by writers that were killed, see TempInfix).
 func Create(path string) (*Writer, error) {
 	f, err := createAtomic(path)
 	if err != nil {
@@ -130,14 +131,14 @@ func (w *Writer) AddTensor(component string, t Tensor) error {
 	if err := checkTensorData(t); err != nil {
 		return w.errorf("%v", err)
 	}
-	codec, off, size, crc := w.writeRegion(t.Data)
+	codec, off, size, crc, storedCRC := w.writeRegion(t.Data)
 	if w.err != nil {
 		return w.err
 	}
 	w.names["t:"+name] = true
 	w.tensors = append(w.tensors, wireTensor{
 		Name: name, DType: t.DType.String(), Shape: int64Shape(t.Shape), Codec: codec,
-		Offset: off, Size: size, RawSize: int64(len(t.Data)), CRC32C: crc,
+		Offset: off, Size: size, RawSize: int64(len(t.Data)), CRC32C: crc, StoredCRC32C: storedCRC,
 	})
 	return nil
 }
@@ -153,13 +154,13 @@ func (w *Writer) AddBlob(name string, data []byte) error {
 	if w.names["b:"+name] {
 		return w.errorf("duplicate blob %q", name)
 	}
-	codec, off, size, crc := w.writeRegion(data)
+	codec, off, size, crc, storedCRC := w.writeRegion(data)
 	if w.err != nil {
 		return w.err
 	}
 	w.names["b:"+name] = true
 	w.blobs = append(w.blobs, wireBlob{
-		Name: name, Codec: codec, Offset: off, Size: size, RawSize: int64(len(data)), CRC32C: crc,
+		Name: name, Codec: codec, Offset: off, Size: size, RawSize: int64(len(data)), CRC32C: crc, StoredCRC32C: storedCRC,
 	})
 	return nil
 }
@@ -279,17 +280,22 @@ func (w *Writer) pad() {
 }
 
 // writeRegion stores data at the next aligned offset, compressed if that
-// pays, and returns how it was stored.
-func (w *Writer) writeRegion(data []byte) (codec string, offset, size int64, crc uint32) {
+// pays, and returns how it was stored; storedCRC is the checksum of the
+// compressed bytes (nil for a raw region, whose stored bytes are data).
+func (w *Writer) writeRegion(data []byte) (codec string, offset, size int64, crc uint32, storedCRC *uint32) {
 	crc = checksum(data)
 	stored, codec := w.compress(data)
+	if codec == CodecZstd {
+		c := checksum(stored)
+		storedCRC = &c
+	}
 	w.pad()
 	offset = w.pos
 	w.write(stored)
 	if cap(w.zbuf) > 16<<20 {
 		w.zbuf = nil // do not keep a huge buffer for the next tensor
 	}
-	return codec, offset, int64(len(stored)), crc
+	return codec, offset, int64(len(stored)), crc, storedCRC
 }
 
 // compress returns data zstd-compressed if that saves at least minSaving,

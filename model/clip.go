@@ -210,6 +210,12 @@ func ParseCLIPTextConfig(raw []byte) (CLIPTextConfig, error) {
 }
 
 func (c CLIPTextConfig) validate() error {
+	var l limitCheck
+	l.max("vocab_size", c.VocabSize, MaxConfigVocab)
+	l.max("max_position_embeddings", c.MaxPositionEmbeddings, MaxConfigTokens)
+	if err := checkTowerLimits(&l, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.ProjectionDim).err("text_encoder"); err != nil {
+		return err
+	}
 	if err := checkTower("text_encoder", c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers,
 		c.NumAttentionHeads, c.ProjectionDim, c.HiddenAct, c.LayerNormEps); err != nil {
 		return err
@@ -219,6 +225,17 @@ func (c CLIPTextConfig) validate() error {
 			c.VocabSize, c.MaxPositionEmbeddings)
 	}
 	return nil
+}
+
+// checkTowerLimits adds the size limits of the fields the two CLIP towers
+// share to l.
+func checkTowerLimits(l *limitCheck, hidden, inter, layers, heads, proj int) *limitCheck {
+	l.max("hidden_size", hidden, MaxConfigWidth)
+	l.max("intermediate_size", inter, MaxConfigWidth)
+	l.max("num_hidden_layers", layers, MaxConfigLayers)
+	l.max("num_attention_heads", heads, MaxConfigWidth)
+	l.max("projection_dim", proj, MaxConfigWidth)
+	return l
 }
 
 // checkTower validates the fields the two CLIP towers share.
@@ -407,6 +424,13 @@ func ParseCLIPVisionConfig(raw []byte) (CLIPVisionConfig, error) {
 }
 
 func (c CLIPVisionConfig) validate() error {
+	var l limitCheck
+	l.max("image_size", c.ImageSize, MaxConfigImageSize)
+	l.max("patch_size", c.PatchSize, MaxConfigImageSize)
+	l.max("num_channels", c.NumChannels, MaxConfigWidth)
+	if err := checkTowerLimits(&l, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.ProjectionDim).err("image_encoder"); err != nil {
+		return err
+	}
 	if err := checkTower("image_encoder", c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers,
 		c.NumAttentionHeads, c.ProjectionDim, c.HiddenAct, c.LayerNormEps); err != nil {
 		return err

@@ -27,6 +27,10 @@ type Pipeline struct {
 	DecoderScheduler  *Scheduler
 	SuperResScheduler *Scheduler
 
+	// FeatureExtractor is the stored CLIPImageProcessor config (nil if the
+	// file has none: the processor then uses CLIP's defaults).
+	FeatureExtractor *CLIPImageProcessorConfig
+
 	TextProjConfig UnCLIPTextProjConfig
 	DecoderConfig  UNetConfig
 	SuperResConfig UNetConfig // super_res_first's: its sample_size is the output size
@@ -104,6 +108,13 @@ func LoadPipeline(f *loader.File) (*Pipeline, error) {
 		}
 		fail(wrap("image_encoder", err))
 	}
+	if raw, ok := config("feature_extractor"); ok {
+		cfg, err := ParseCLIPImageProcessorConfig(raw)
+		if err == nil {
+			p.FeatureExtractor = &cfg
+		}
+		fail(wrap("feature_extractor", err))
+	}
 	sched := func(name string) *Scheduler {
 		raw, ok := config(name)
 		if !ok {
@@ -123,6 +134,9 @@ func LoadPipeline(f *loader.File) (*Pipeline, error) {
 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if err := p.checkConsistency(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

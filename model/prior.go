@@ -100,6 +100,21 @@ func ParsePriorConfig(raw []byte) (PriorConfig, error) {
 }
 
 func (c PriorConfig) validate() error {
+	var l limitCheck
+	l.max("num_attention_heads", c.NumAttentionHeads, MaxConfigWidth)
+	l.max("attention_head_dim", c.AttentionHeadDim, MaxConfigWidth)
+	l.max("num_layers", c.NumLayers, MaxConfigLayers)
+	l.max("embedding_dim", c.EmbeddingDim, MaxConfigWidth)
+	l.max("num_embeddings", c.NumEmbeddings, MaxConfigTokens)
+	l.max("time_embed_dim", c.TimeEmbedDim, MaxConfigWidth)
+	l.max("embedding_proj_dim", c.EmbeddingProjDim, MaxConfigWidth)
+	l.max("clip_embed_dim", c.ClipEmbedDim, MaxConfigWidth)
+	if c.NumAttentionHeads <= MaxConfigWidth && c.AttentionHeadDim <= MaxConfigWidth { // no overflow
+		l.max("num_attention_heads × attention_head_dim", c.InnerDim(), MaxConfigWidth)
+	}
+	if err := l.err("prior"); err != nil {
+		return err
+	}
 	if c.NumAttentionHeads <= 0 || c.AttentionHeadDim <= 0 || c.NumLayers < 0 || c.EmbeddingDim <= 0 ||
 		c.NumEmbeddings <= 0 || c.TimeEmbedDim <= 0 || c.EmbeddingProjDim <= 0 || c.ClipEmbedDim <= 0 {
 		return fmt.Errorf("prior config: non-positive size in %+v", c)

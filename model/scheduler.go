@@ -59,6 +59,9 @@ func (c SchedulerConfig) validate() error {
 	if c.BetaSchedule != "squaredcos_cap_v2" {
 		return fmt.Errorf("scheduler config: beta_schedule %q not supported (UnCLIPScheduler only has squaredcos_cap_v2)", c.BetaSchedule)
 	}
+	if c.NumTrainTimesteps > MaxConfigTimesteps {
+		return fmt.Errorf("scheduler config: num_train_timesteps %d exceeds the limit of %d (corrupt or hostile config?)", c.NumTrainTimesteps, MaxConfigTimesteps)
+	}
 	if c.NumTrainTimesteps < 2 {
 		return fmt.Errorf("scheduler config: num_train_timesteps %d, need at least 2", c.NumTrainTimesteps)
 	}

@@ -31,6 +31,14 @@ func ParseUnCLIPTextProjConfig(raw []byte) (UnCLIPTextProjConfig, error) {
 }
 
 func (c UnCLIPTextProjConfig) validate() error {
+	var l limitCheck
+	l.max("clip_embeddings_dim", c.ClipEmbeddingsDim, MaxConfigWidth)
+	l.max("clip_extra_context_tokens", c.ClipExtraContextTokens, MaxConfigTokens)
+	l.max("cross_attention_dim", c.CrossAttentionDim, MaxConfigWidth)
+	l.max("time_embed_dim", c.TimeEmbedDim, MaxConfigWidth)
+	if err := l.err("text_proj"); err != nil {
+		return err
+	}
 	if c.ClipEmbeddingsDim <= 0 || c.ClipExtraContextTokens <= 0 || c.CrossAttentionDim <= 0 || c.TimeEmbedDim <= 0 {
 		return fmt.Errorf("text_proj config: non-positive size in %+v", c)
 	}

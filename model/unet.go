@@ -227,6 +227,24 @@ func (c *UNetConfig) validate() []string {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 	cond := c.ClassName == classUNet2DCondition
 	nb := len(c.BlockOutChannels)
+	var l limitCheck
+	l.max("number of blocks", max(nb, len(c.DownBlockTypes), len(c.UpBlockTypes)), MaxConfigBlocks)
+	l.max("sample_size", c.SampleSize, MaxConfigImageSize)
+	l.max("in_channels", c.InChannels, MaxConfigWidth)
+	l.max("out_channels", c.OutChannels, MaxConfigWidth)
+	l.max("layers_per_block", c.LayersPerBlock, MaxConfigLayersPerBlock)
+	l.max("norm_num_groups", c.NormNumGroups, MaxConfigWidth)
+	l.max("cross_attention_dim", c.CrossAttentionDim, MaxConfigWidth)
+	l.max("attention_head_dim", c.AttentionHeadDim, MaxConfigWidth)
+	l.max("time_embedding_dim", c.TimeEmbedDim, MaxConfigWidth)
+	for i, ch := range c.BlockOutChannels {
+		l.max(fmt.Sprintf("block_out_channels[%d]", i), ch, MaxConfigWidth)
+	}
+	if len(l) > 0 {
+		// Sizes beyond the limits make the checks below meaningless (and
+		// 1<<(blocks-1) overflow): report only the limits.
+		return []string{strings.TrimPrefix(l.err("U-Net").Error(), "U-Net config: ")}
+	}
 	if nb == 0 {
 		bad("block_out_channels: empty")
 	}

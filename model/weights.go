@@ -37,23 +37,26 @@ func (b *binder) errorf(format string, args ...any) {
 }
 
 // tensor binds key (relative to the binder's prefix) and checks its shape.
-// A dimension of -1 in want matches any size.
+// A dimension of -1 in want matches any size. When the key is missing or
+// unusable the error is recorded and a placeholder without data is returned:
+// the constructor fails at b.err() anyway, and allocating the size a
+// (possibly hostile) config asks for would only waste memory.
 func (b *binder) tensor(key string, want ...int) *ops.Tensor {
 	full := b.prefix + key
 	b.used[full] = true
 	t, err := b.src.Tensor(full)
 	if err != nil {
 		b.errorf("%s: missing tensor %q", b.component, full)
-		return ops.New(fixShape(want)...)
+		return placeholder(want)
 	}
 	if !shapeMatches(t.Shape, want) {
 		b.errorf("%s: tensor %q: shape %v, want %v", b.component, full, t.Shape, want)
-		return ops.New(fixShape(want)...)
+		return placeholder(want)
 	}
 	data, err := quant.ToFloat32(t.DType.String(), t.Data)
 	if err != nil {
 		b.errorf("%s: tensor %q: %v", b.component, full, err)
-		return ops.New(fixShape(want)...)
+		return placeholder(want)
 	}
 	return ops.FromData(data, t.Shape...)
 }
@@ -99,6 +102,11 @@ func shapeMatches(got, want []int) bool {
 	}
 	return true
 }
+
+// placeholder stands in for a weight that could not be bound. It has the
+// wanted shape but no data; it is never used, because the constructor returns
+// binder.err() instead of the module.
+func placeholder(want []int) *ops.Tensor { return &ops.Tensor{Shape: fixShape(want)} }
 
 func fixShape(s []int) []int {
 	out := make([]int, len(s))

@@ -6,8 +6,9 @@ import "math"
 // so that the head's keys and values are reused from cache.
 const attnQueryBlock = 16
 
-// attention is the reference multi-head attention. For query i of head h in
-// batch n:
+// attention runs attentionFast (two GEMMs per head on the assembly kernels)
+// or the reference attentionRef. For query i of head h in batch n, the
+// reference computes:
 //
 //	l_j = f32(f32(dot(q_i, k_j))·scale) + bias_ij   (dot: float32, d ascending)
 //	m   = max_j l_j
@@ -19,20 +20,36 @@ const attnQueryBlock = 16
 // all, i.e. their weight is exactly 0). With no allowed key the output row is
 // 0. Work items are (n, h, block of queries).
 func attention(dst, q, k, v, bias *Tensor, heads int, causal bool, scale float32) {
+	if useFast() {
+		attentionFast(dst, q, k, v, bias, heads, causal, scale)
+		return
+	}
+	attentionRef(dst, q, k, v, bias, heads, causal, scale)
+}
+
+// attentionDims checks Attention's shapes and returns N, Lq, Lk, H·D and the
+// number of bias rows (0: no bias; 1: one row broadcast over queries; Lq:
+// one per query).
+func attentionDims(dst, q, k, v, bias *Tensor, heads int) (n, lq, lk, hd, biasRows int) {
 	if len(q.Shape) != 3 || len(k.Shape) != 3 || len(v.Shape) != 3 || len(dst.Shape) != 3 ||
 		!dst.SameShape(q) || !k.SameShape(v) || k.Shape[0] != q.Shape[0] || k.Shape[2] != q.Shape[2] ||
 		heads <= 0 || q.Shape[2]%heads != 0 {
 		badShapes("Attention", "want q, dst [N, Lq, H·D], k, v [N, Lk, H·D], H dividing H·D", dst, q, k, v)
 	}
-	n, lq, hd := q.Shape[0], q.Shape[1], q.Shape[2]
-	lk := k.Shape[1]
-	biasRows := 0 // 0: no bias; 1: one row broadcast over queries; lq: per query
+	n, lq, hd = q.Shape[0], q.Shape[1], q.Shape[2]
+	lk = k.Shape[1]
 	if bias != nil {
 		if len(bias.Shape) != 3 || bias.Shape[0] != n || bias.Shape[2] != lk || (bias.Shape[1] != 1 && bias.Shape[1] != lq) {
 			badShapes("Attention", "bias must be [N, Lq, Lk] or [N, 1, Lk]", bias, q, k)
 		}
 		biasRows = bias.Shape[1]
 	}
+	return n, lq, lk, hd, biasRows
+}
+
+// attentionRef is the reference attention, whatever the kernel set.
+func attentionRef(dst, q, k, v, bias *Tensor, heads int, causal bool, scale float32) {
+	n, lq, lk, hd, biasRows := attentionDims(dst, q, k, v, bias, heads)
 	hdim := hd / heads
 	qb := (lq + attnQueryBlock - 1) / attnQueryBlock
 	parallelFor(n*heads*qb, attnQueryBlock*lk*(4*hdim+8), func(lo, hi int) {

@@ -1,6 +1,39 @@
 package ops
 
-// conv2d is the reference direct convolution. Each output element is
+// conv2d runs conv2dFast (an implicit GEMM on the assembly kernels) or the
+// reference conv2dRef; see linear.go for how their results relate.
+func conv2d(dst, x, w, b *Tensor, stride, pad int) {
+	if useFast() {
+		conv2dFast(dst, x, w, b, stride, pad)
+		return
+	}
+	conv2dRef(dst, x, w, b, stride, pad)
+}
+
+// convGeom is the geometry of a Conv2D call.
+type convGeom struct {
+	n, cin, h, w, cout, kh, kw, ho, wo int
+}
+
+// convDims checks Conv2D's shapes and returns its geometry.
+func convDims(dst, x, w, b *Tensor, stride, pad int) convGeom {
+	if len(x.Shape) != 4 || len(w.Shape) != 4 || w.Shape[1] != x.Shape[1] || stride <= 0 || pad < 0 ||
+		(b != nil && len(b.Data) != w.Shape[0]) {
+		badShapes("Conv2D", "want x [N, Cin, H, W], w [Cout, Cin, KH, KW], b [Cout] or nil, stride > 0, pad ≥ 0", dst, x, w, b)
+	}
+	g := convGeom{n: x.Shape[0], cin: x.Shape[1], h: x.Shape[2], w: x.Shape[3], cout: w.Shape[0], kh: w.Shape[2], kw: w.Shape[3]}
+	if g.h+2*pad < g.kh || g.w+2*pad < g.kw {
+		badShapes("Conv2D", "kernel larger than the padded input", dst, x, w)
+	}
+	g.ho, g.wo = (g.h+2*pad-g.kh)/stride+1, (g.w+2*pad-g.kw)/stride+1
+	if len(dst.Shape) != 4 || dst.Shape[0] != g.n || dst.Shape[1] != g.cout || dst.Shape[2] != g.ho || dst.Shape[3] != g.wo {
+		badShapes("Conv2D", "dst has the wrong shape for x, w, stride and pad", dst, x, w)
+	}
+	return g
+}
+
+// conv2dRef is the reference direct convolution, whatever the kernel set.
+// Each output element is
 //
 //	f32(Σ_{ic, ky, kx ascending} f32(w[oc, ic, ky, kx]·x[n, ic, iy, ix])) + b[oc]
 //
@@ -8,20 +41,11 @@ package ops
 // skipped, which leaves the sum unchanged). Work items are output rows
 // (n, oc, oy); within a row, the loop over ox is innermost so it runs over
 // contiguous memory for stride 1. dst must not alias x or w.
-func conv2d(dst, x, w, b *Tensor, stride, pad int) {
-	if len(x.Shape) != 4 || len(w.Shape) != 4 || w.Shape[1] != x.Shape[1] || stride <= 0 || pad < 0 ||
-		(b != nil && len(b.Data) != w.Shape[0]) {
-		badShapes("Conv2D", "want x [N, Cin, H, W], w [Cout, Cin, KH, KW], b [Cout] or nil, stride > 0, pad ≥ 0", dst, x, w, b)
-	}
-	n, cin, h, wd := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-	cout, kh, kw := w.Shape[0], w.Shape[2], w.Shape[3]
-	if h+2*pad < kh || wd+2*pad < kw {
-		badShapes("Conv2D", "kernel larger than the padded input", dst, x, w)
-	}
-	ho, wo := (h+2*pad-kh)/stride+1, (wd+2*pad-kw)/stride+1
-	if len(dst.Shape) != 4 || dst.Shape[0] != n || dst.Shape[1] != cout || dst.Shape[2] != ho || dst.Shape[3] != wo {
-		badShapes("Conv2D", "dst has the wrong shape for x, w, stride and pad", dst, x, w)
-	}
+func conv2dRef(dst, x, w, b *Tensor, stride, pad int) {
+	g := convDims(dst, x, w, b, stride, pad)
+	n, cin, h, wd := g.n, g.cin, g.h, g.w
+	cout, kh, kw := g.cout, g.kh, g.kw
+	ho, wo := g.ho, g.wo
 	// For each kx, the range of ox whose input column ox·stride−pad+kx is
 	// inside [0, W).
 	oxLo, oxHi := make([]int, kw), make([]int, kw)

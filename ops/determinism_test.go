@@ -8,6 +8,9 @@ import (
 // and requires bit-identical results. Sizes are chosen so that each op
 // actually dispatches to the pool (checked) yet stays small enough for -race.
 func TestThreadCountInvariance(t *testing.T) {
+	old := minTileFlops
+	minTileFlops = 1 << 12 // let the fast GEMM paths split these small products too
+	t.Cleanup(func() { minTileFlops = old })
 	r := newRand(12)
 	big := randT(r, 2, 10, 60, 60) // 72000 elements
 	big2 := randT(r, 2, 10, 60, 60)

@@ -3,6 +3,8 @@ package ops
 import (
 	"fmt"
 	"math"
+
+	"github.com/dalle2/dalle2/ops/asm"
 )
 
 // Reference implementations of the elementwise, normalisation and data-movement
@@ -43,12 +45,23 @@ func mapUnary(op string, dst, x *Tensor, cost int, f func(float32) float32) {
 	})
 }
 
-// silu is x·σ(x) = x/(1+e^(−x)), evaluated in float64 and rounded once.
-func silu(dst, x *Tensor) { mapUnary("SiLU", dst, x, costExp, siluScalar) }
+// silu is x·σ(x), evaluated in float64 by asm.SigmoidMul and rounded once.
+func silu(dst, x *Tensor) { sigmoidMul("SiLU", dst, x, 1) }
 
-func siluScalar(v float32) float32 {
-	x := float64(v)
-	return float32(x / (1 + math.Exp(-x)))
+// quickGELU is x·σ(1.702·x). As in PyTorch the argument f32(1.702·x) is a
+// separate fp32 op; the rest is evaluated in float64 by asm.SigmoidMul and
+// rounded once.
+func quickGELU(dst, x *Tensor) { sigmoidMul("QuickGELU", dst, x, 1.702) }
+
+// sigmoidMul is dst = x·σ(f32(alpha·x)) over the pool.
+func sigmoidMul(op string, dst, x *Tensor, alpha float32) {
+	if len(dst.Data) != len(x.Data) {
+		badShapes(op, "dst and x differ in size", dst, x)
+	}
+	d, s := dst.Data, x.Data
+	parallelFor(len(d), costExp, func(lo, hi int) {
+		asm.SigmoidMul(d[lo:hi], s[lo:hi], alpha)
+	})
 }
 
 // gelu is 0.5·x·(1+erf(x/√2)), evaluated in float64 as 0.5·x·erfc(−x/√2)
@@ -61,23 +74,16 @@ func geluScalar(v float32) float32 {
 	return float32(0.5 * x * math.Erfc(-x/math.Sqrt2))
 }
 
-// quickGELU is x·σ(1.702·x). As in PyTorch the argument f32(1.702·x) is a
-// separate fp32 op; the rest is evaluated in float64 and rounded once.
-func quickGELU(dst, x *Tensor) { mapUnary("QuickGELU", dst, x, costExp, quickGELUScalar) }
-
-func quickGELUScalar(v float32) float32 {
-	a := float32(v * float32(1.702))
-	return float32(float64(v) / (1 + math.Exp(-float64(a))))
-}
-
 func add(dst, a, b *Tensor) {
 	if len(dst.Data) != len(a.Data) || len(b.Data) != len(a.Data) {
 		badShapes("Add", "sizes differ", dst, a, b)
 	}
 	d, x, y := dst.Data, a.Data, b.Data
 	parallelFor(len(d), costCopy, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			d[i] = x[i] + y[i]
+		ds, xs, ys := d[lo:hi], x[lo:hi], y[lo:hi]
+		xs, ys = xs[:len(ds)], ys[:len(ds)]
+		for i := range ds {
+			ds[i] = xs[i] + ys[i]
 		}
 	})
 }
@@ -147,19 +153,36 @@ func scaleShift(dst, x, e *Tensor) {
 }
 
 func scale(dst, x *Tensor, s float32) {
-	mapUnary("Scale", dst, x, costCopy, func(v float32) float32 { return v * s })
+	if len(dst.Data) != len(x.Data) {
+		badShapes("Scale", "dst and x differ in size", dst, x)
+	}
+	d, xs := dst.Data, x.Data
+	parallelFor(len(d), costCopy, func(lo, hi int) {
+		ds, ss := d[lo:hi], xs[lo:hi]
+		ss = ss[:len(ds)]
+		for i, v := range ss {
+			ds[i] = v * s
+		}
+	})
 }
 
 // clamp propagates NaN, like torch.clamp.
 func clamp(dst, x *Tensor, lo, hi float32) {
-	mapUnary("Clamp", dst, x, costCopy, func(v float32) float32 {
-		if v < lo {
-			return lo
+	if len(dst.Data) != len(x.Data) {
+		badShapes("Clamp", "dst and x differ in size", dst, x)
+	}
+	d, xs := dst.Data, x.Data
+	parallelFor(len(d), costCopy, func(a, b int) {
+		ds, ss := d[a:b], xs[a:b]
+		ss = ss[:len(ds)]
+		for i, v := range ss {
+			if v < lo {
+				v = lo
+			} else if v > hi {
+				v = hi
+			}
+			ds[i] = v
 		}
-		if v > hi {
-			return hi
-		}
-		return v
 	})
 }
 
@@ -170,8 +193,10 @@ func guidance(dst, u, c *Tensor, g float32) {
 	}
 	d, us, cs := dst.Data, u.Data, c.Data
 	parallelFor(len(d), costCopy, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			d[i] = us[i] + float32(g*float32(cs[i]-us[i]))
+		ds, ul, cl := d[lo:hi], us[lo:hi], cs[lo:hi]
+		ul, cl = ul[:len(ds)], cl[:len(ds)]
+		for i := range ds {
+			ds[i] = ul[i] + float32(g*float32(cl[i]-ul[i]))
 		}
 	})
 }

@@ -1,6 +1,26 @@
 package ops
 
-// Reference matrix products. Every dot product is accumulated in float32 in
+import "github.com/dalle2/dalle2/ops/asm"
+
+// Matrix products (Linear; Conv2D and Attention share the machinery).
+//
+// Two implementations compute every product:
+//
+//   - The fast path (whenever asm.Name() != "purego": amd64 with AVX2+FMA,
+//     arm64 NEON) runs asm.Gemm's register-blocked micro-kernels from the
+//     worker pool. Each output element is ONE chain of fused multiply-adds in
+//     ascending k, s = fma(x_k, w_k, s), starting from 0; the bias (Linear,
+//     Conv2D) is added to the finished chain, as in the reference and in
+//     PyTorch. So it differs from the reference only by rounding: the
+//     reference rounds every product before adding it. The chain does
+//     not depend on cache blocking or on how C is split among threads, so the
+//     results are bit-identical for any thread count on one architecture and
+//     kernel set.
+//   - The reference (the purego build tag, CPUs without the features, or
+//     asm.SetFast(false)): plain Go loops, described below, kept callable as
+//     linearRef, conv2dRef and attentionRef.
+//
+// Reference matrix products: every dot product is accumulated in float32 in
 // ascending k order, starting from 0, with each product rounded to float32
 // before it is added (no FMA), whatever kernel variant computes it; the
 // bias is added to the finished sum. So any output element has one defined
@@ -13,20 +33,59 @@ const (
 )
 
 func linear(dst, x, w, b *Tensor) {
+	m, n, k, bias := linearDims(dst, x, w, b)
+	if useFast() {
+		linearFast(dst.Data, x.Data, w.Data, bias, m, n, k)
+		return
+	}
+	gemmNT(dst.Data, x.Data, w.Data, bias, m, n, k)
+}
+
+// linearRef is Linear on the reference path, whatever the kernel set.
+func linearRef(dst, x, w, b *Tensor) {
+	m, n, k, bias := linearDims(dst, x, w, b)
+	gemmNT(dst.Data, x.Data, w.Data, bias, m, n, k)
+}
+
+// linearDims checks Linear's shapes and returns M, N, K and the bias (nil
+// when b is nil).
+func linearDims(dst, x, w, b *Tensor) (m, n, k int, bias []float32) {
 	if len(x.Shape) == 0 || len(w.Shape) != 2 || w.Shape[1] != x.Dim(-1) ||
 		(b != nil && len(b.Data) != w.Shape[0]) || len(dst.Shape) == 0 || dst.Dim(-1) != w.Shape[0] {
 		badShapes("Linear", "want x [..., K], w [N, K], b [N] or nil, dst [..., N]", dst, x, w, b)
 	}
-	k, n := w.Shape[1], w.Shape[0]
-	m := numel(x.Shape[:len(x.Shape)-1])
+	k, n = w.Shape[1], w.Shape[0]
+	m = numel(x.Shape[:len(x.Shape)-1])
 	if len(dst.Data) != m*n {
 		badShapes("Linear", "dst has the wrong number of rows", dst, x, w)
 	}
-	var bias []float32
 	if b != nil {
 		bias = b.Data
 	}
-	gemmNT(dst.Data, x.Data, w.Data, bias, m, n, k)
+	return m, n, k, bias
+}
+
+// linearFast is gemmNT on the fast path: d = x·wᵀ (+ bias), each element one
+// FMA chain over k from 0, then the bias added.
+func linearFast(d, x, w, bias []float32, m, n, k int) {
+	parallelGemm(m, n, k, 1, func(ws *workerScratch, i0, i1, j0, j1 int) {
+		asm.GemmX(i1-i0, j1-j0, k, asm.OperandA{Data: x[i0*k:], LD: k},
+			asm.OperandB{Data: w[j0*k:], LD: k, Trans: true}, d[i0*n+j0:], n, false, &ws.gemm)
+		if bias != nil {
+			bs := bias[j0:j1]
+			for i := i0; i < i1; i++ {
+				addRow(d[i*n+j0:i*n+j1], bs)
+			}
+		}
+	})
+}
+
+// addRow adds y to x elementwise (len(y) = len(x)).
+func addRow(x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range y {
+		x[i] += v
+	}
 }
 
 // gemmNT computes d[i·n+j] = Σ_k x[i·kk+k]·w[j·kk+k] (+ bias[j]) for an m×kk

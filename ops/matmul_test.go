@@ -4,12 +4,39 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/dalle2/dalle2/ops/asm"
 )
 
-// Tests of Linear, Conv2D and Attention. Each compares with two independent
-// naive implementations: one in float32 with the documented summation order
-// (must match bit for bit, whatever the blocking), and one in float64 (must
-// agree within a rounding-error bound derived for that op).
+// Tests of Linear, Conv2D and Attention. Each implementation (the reference
+// loops, and the fast path on the assembly GEMM where the CPU has it) is
+// compared with two independent naive implementations: one in float32 that
+// follows its documented rounding (rounded products added in order for the
+// reference, one fused multiply-add chain for the fast path; must match bit
+// for bit, whatever the blocking), and one in float64 (must agree within a
+// rounding-error bound derived for that op).
+
+// matImpl is one implementation of the matrix-product ops.
+type matImpl struct {
+	name      string
+	fast      bool
+	linear    func(dst, x, w, b *Tensor)
+	conv2d    func(dst, x, w, b *Tensor, stride, pad int)
+	attention func(dst, q, k, v, bias *Tensor, heads int, causal bool, scale float32)
+}
+
+// matImpls lists the reference, then the fast path when it is active (not
+// under the purego tag or on CPUs without the assembly kernels).
+func matImpls() []matImpl {
+	ims := []matImpl{{name: "ref", linear: linearRef, conv2d: conv2dRef, attention: attentionRef}}
+	if useFast() {
+		ims = append(ims, matImpl{name: "fast/" + asm.Name(), fast: true, linear: Linear, conv2d: Conv2D, attention: Attention})
+	}
+	return ims
+}
+
+// fma is the float32 fused multiply-add of the fast path's chains.
+func fma(x, y, z float32) float32 { return asm.FMA32(x, y, z) }
 
 func TestLinearHand(t *testing.T) {
 	x := FromData([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
@@ -39,6 +66,25 @@ func naiveLinear32(x, w, b []float32, m, n, k int) []float32 {
 	return out
 }
 
+// naiveLinearFMA is the fast path's definition: one FMA chain per output
+// from 0, then the bias.
+func naiveLinearFMA(x, w, b []float32, m, n, k int) []float32 {
+	out := make([]float32, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float32
+			for kk := 0; kk < k; kk++ {
+				s = fma(x[i*k+kk], w[j*k+kk], s)
+			}
+			if b != nil {
+				s += b[j]
+			}
+			out[i*n+j] = s
+		}
+	}
+	return out
+}
+
 func TestLinear(t *testing.T) {
 	r := newRand(1)
 	for _, tc := range []struct {
@@ -56,42 +102,55 @@ func TestLinear(t *testing.T) {
 		{[]int{1}, 320, 1280, true}, // one row (time embedding shape)
 	} {
 		m := numel(tc.lead)
-		t.Run(fmt.Sprintf("m=%d,k=%d,n=%d", m, tc.k, tc.n), func(t *testing.T) {
-			x := randT(r, append(append([]int(nil), tc.lead...), tc.k)...)
-			w := randT(r, tc.n, tc.k)
-			var b *Tensor
-			var bd []float32
-			if tc.hasBias {
-				b = randT(r, tc.n)
-				bd = b.Data
-			}
-			dst := New(append(append([]int(nil), tc.lead...), tc.n)...)
-			Linear(dst, x, w, b)
-			requireBits(t, naiveLinear32(x.Data, w.Data, bd, m, tc.n, tc.k), dst.Data, "Linear vs float32 reference")
-
-			// float64: recursive float32 summation of k rounded products
-			// plus the bias is within (k+2)·u·(Σ|x·w| + |b|) of the exact value.
-			want := make([]float64, m*tc.n)
-			tol := make([]float64, m*tc.n)
-			for i := 0; i < m; i++ {
-				for j := 0; j < tc.n; j++ {
-					var s, a float64
-					for kk := 0; kk < tc.k; kk++ {
-						p := float64(x.Data[i*tc.k+kk]) * float64(w.Data[j*tc.k+kk])
-						s += p
-						a += math.Abs(p)
-					}
-					if b != nil {
-						s += float64(bd[j])
-						a += math.Abs(float64(bd[j]))
-					}
-					want[i*tc.n+j] = s
-					tol[i*tc.n+j] = float64(tc.k+2) * u * a
+		x := randT(r, append(append([]int(nil), tc.lead...), tc.k)...)
+		w := randT(r, tc.n, tc.k)
+		var b *Tensor
+		var bd []float32
+		if tc.hasBias {
+			b = randT(r, tc.n)
+			bd = b.Data
+		}
+		for _, im := range matImpls() {
+			t.Run(fmt.Sprintf("%s/m=%d,k=%d,n=%d", im.name, m, tc.k, tc.n), func(t *testing.T) {
+				dst := New(append(append([]int(nil), tc.lead...), tc.n)...)
+				im.linear(dst, x, w, b)
+				if im.fast {
+					requireBits(t, naiveLinearFMA(x.Data, w.Data, bd, m, tc.n, tc.k), dst.Data, "Linear vs FMA chain")
+				} else {
+					requireBits(t, naiveLinear32(x.Data, w.Data, bd, m, tc.n, tc.k), dst.Data, "Linear vs float32 reference")
 				}
-			}
-			requireClose(t, want, dst.Data, tol, "Linear vs float64")
-		})
+
+				// float64: recursive float32 summation of k rounded products
+				// plus the bias is within (k+2)·u·(Σ|x·w| + |b|) of the exact
+				// value; an FMA chain has fewer roundings, same bound.
+				want, tol := linear64(x.Data, w.Data, bd, m, tc.n, tc.k)
+				requireClose(t, want, dst.Data, tol, "Linear vs float64")
+			})
+		}
 	}
+}
+
+// linear64 is Linear in float64, with the error bound (k+2)·u·(Σ|x·w| + |b|)
+// of a float32 implementation.
+func linear64(x, w, b []float32, m, n, k int) (want, tol []float64) {
+	want, tol = make([]float64, m*n), make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s, a float64
+			for kk := 0; kk < k; kk++ {
+				p := float64(x[i*k+kk]) * float64(w[j*k+kk])
+				s += p
+				a += math.Abs(p)
+			}
+			if b != nil {
+				s += float64(b[j])
+				a += math.Abs(float64(b[j]))
+			}
+			want[i*n+j] = s
+			tol[i*n+j] = float64(k+2) * u * a
+		}
+	}
+	return want, tol
 }
 
 func TestLinearShapes(t *testing.T) {
@@ -171,51 +230,105 @@ func TestConv2D(t *testing.T) {
 		{0, 2, 4, 4, 3, 3, 3, 1, 1, true},       // empty batch
 		{1, 0, 4, 4, 3, 3, 3, 1, 1, true},       // no input channels: dst = b
 		{1, 2, 1, 1, 2, 3, 3, 1, 1, true},       // 1×1 image, 3×3 kernel
+		{2, 3, 5, 4, 7, 3, 3, 1, 1, true},       // rows narrower than a panel: several per panel
+		{1, 2, 3, 17, 3, 3, 3, 1, 1, false},     // NR+1 columns
+		{1, 2, 6, 15, 9, 3, 3, 1, 1, true},      // NR−1 columns, MR+3 output channels
+		{2, 3, 8, 11, 5, 3, 3, 2, 1, true},      // stride 2, odd width
+		{1, 3, 6, 6, 4, 1, 1, 2, 0, true},       // 1×1, stride 2 (not a plain GEMM)
+		{1, 3, 4, 4, 5, 1, 1, 1, 1, true},       // 1×1 with padding
+		{2, 40, 6, 9, 13, 3, 3, 1, 1, true},     // K = 360: more than one depth block
 	} {
-		name := fmt.Sprintf("%+v", tc)
-		t.Run(name, func(t *testing.T) {
-			x := randT(r, tc.n, tc.cin, tc.h, tc.w)
-			w := randT(r, tc.cout, tc.cin, tc.kh, tc.kw)
-			var b *Tensor
-			if tc.bias {
-				b = randT(r, tc.cout)
-			}
-			want := naiveConv32(x, w, b, tc.stride, tc.pad)
-			dst := New(want.Shape...)
-			Conv2D(dst, x, w, b, tc.stride, tc.pad)
-			requireBits(t, want.Data, dst.Data, "Conv2D vs float32 reference")
+		x := randT(r, tc.n, tc.cin, tc.h, tc.w)
+		w := randT(r, tc.cout, tc.cin, tc.kh, tc.kw)
+		var b *Tensor
+		if tc.bias {
+			b = randT(r, tc.cout)
+		}
+		for _, im := range matImpls() {
+			t.Run(fmt.Sprintf("%s/%+v", im.name, tc), func(t *testing.T) {
+				var want *Tensor
+				if im.fast {
+					want = naiveConvFMA(x, w, b, tc.stride, tc.pad)
+				} else {
+					want = naiveConv32(x, w, b, tc.stride, tc.pad)
+				}
+				dst := New(want.Shape...)
+				im.conv2d(dst, x, w, b, tc.stride, tc.pad)
+				requireBits(t, want.Data, dst.Data, im.name+" Conv2D vs its float32 definition")
+				w64, tol := conv64(x, w, b, tc.stride, tc.pad)
+				requireClose(t, w64, dst.Data, tol, "Conv2D vs float64")
+			})
+		}
+	}
+}
 
-			// float64 with the bound of a float32 sum of K = cin·kh·kw
-			// rounded products plus the bias: (K+2)·u·(Σ|w·x| + |b|).
-			ho, wo := want.Shape[2], want.Shape[3]
-			w64 := make([]float64, len(want.Data))
-			tol := make([]float64, len(want.Data))
-			kk := tc.cin * tc.kh * tc.kw
-			for i := range w64 {
-				ox, oy := i%wo, i/wo%ho
-				oc, in := i/(wo*ho)%tc.cout, i/(wo*ho*tc.cout)
-				var s, a float64
-				for ic := 0; ic < tc.cin; ic++ {
-					for ky := 0; ky < tc.kh; ky++ {
-						for kx := 0; kx < tc.kw; kx++ {
-							iy, ix := oy*tc.stride-tc.pad+ky, ox*tc.stride-tc.pad+kx
-							if iy >= 0 && iy < tc.h && ix >= 0 && ix < tc.w {
-								p := float64(w.Data[((oc*tc.cin+ic)*tc.kh+ky)*tc.kw+kx]) * float64(x.Data[((in*tc.cin+ic)*tc.h+iy)*tc.w+ix])
-								s += p
-								a += math.Abs(p)
+// naiveConvFMA is the fast path's definition: one FMA chain per output over
+// (ic, ky, kx) ascending from 0, then the bias; taps in the padding are
+// fma(w, 0, s).
+func naiveConvFMA(x, w, b *Tensor, stride, pad int) *Tensor {
+	n, cin, h, wd := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	cout, kh, kw := w.Shape[0], w.Shape[2], w.Shape[3]
+	ho, wo := (h+2*pad-kh)/stride+1, (wd+2*pad-kw)/stride+1
+	out := New(n, cout, ho, wo)
+	for in := 0; in < n; in++ {
+		for oc := 0; oc < cout; oc++ {
+			for oy := 0; oy < ho; oy++ {
+				for ox := 0; ox < wo; ox++ {
+					var s float32
+					for ic := 0; ic < cin; ic++ {
+						for ky := 0; ky < kh; ky++ {
+							for kx := 0; kx < kw; kx++ {
+								iy, ix := oy*stride-pad+ky, ox*stride-pad+kx
+								var xv float32
+								if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+									xv = x.Data[((in*cin+ic)*h+iy)*wd+ix]
+								}
+								s = fma(w.Data[((oc*cin+ic)*kh+ky)*kw+kx], xv, s)
 							}
 						}
 					}
+					if b != nil {
+						s += b.Data[oc]
+					}
+					out.Data[((in*cout+oc)*ho+oy)*wo+ox] = s
 				}
-				if b != nil {
-					s += float64(b.Data[oc])
-					a += math.Abs(float64(b.Data[oc]))
-				}
-				w64[i], tol[i] = s, float64(kk+2)*u*a
 			}
-			requireClose(t, w64, dst.Data, tol, "Conv2D vs float64")
-		})
+		}
 	}
+	return out
+}
+
+// conv64 is Conv2D in float64 with the bound of a float32 sum of
+// K = cin·kh·kw products plus the bias: (K+2)·u·(Σ|w·x| + |b|).
+func conv64(x, w, b *Tensor, stride, pad int) (want, tol []float64) {
+	n, cin, h, wd := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	cout, kh, kw := w.Shape[0], w.Shape[2], w.Shape[3]
+	ho, wo := (h+2*pad-kh)/stride+1, (wd+2*pad-kw)/stride+1
+	want, tol = make([]float64, n*cout*ho*wo), make([]float64, n*cout*ho*wo)
+	kk := cin * kh * kw
+	for i := range want {
+		ox, oy := i%wo, i/wo%ho
+		oc, in := i/(wo*ho)%cout, i/(wo*ho*cout)
+		var s, a float64
+		for ic := 0; ic < cin; ic++ {
+			for ky := 0; ky < kh; ky++ {
+				for kx := 0; kx < kw; kx++ {
+					iy, ix := oy*stride-pad+ky, ox*stride-pad+kx
+					if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+						p := float64(w.Data[((oc*cin+ic)*kh+ky)*kw+kx]) * float64(x.Data[((in*cin+ic)*h+iy)*wd+ix])
+						s += p
+						a += math.Abs(p)
+					}
+				}
+			}
+		}
+		if b != nil {
+			s += float64(b.Data[oc])
+			a += math.Abs(float64(b.Data[oc]))
+		}
+		want[i], tol[i] = s, float64(kk+2)*u*a
+	}
+	return want, tol
 }
 
 func TestConv2DShapes(t *testing.T) {
@@ -225,8 +338,12 @@ func TestConv2DShapes(t *testing.T) {
 	requirePanics(t, "kernel too big", func() { Conv2D(New(1, 2, 1, 1), New(1, 3, 2, 2), New(2, 3, 3, 3), nil, 1, 0) })
 }
 
-// naiveAttention32 follows attention's documented order in float32.
-func naiveAttention32(q, k, v, bias *Tensor, heads int, causal bool, scale float32) *Tensor {
+// naiveAttention32 follows attention's documented order in float32: with
+// rounded products added in order and math.Exp (the reference), or, when
+// chains, as the fast path: FMA chains for the two products, asm.ExpShift's
+// exponential, a float64 sum of the weights, and the division after the
+// weighted sum.
+func naiveAttention32(q, k, v, bias *Tensor, heads int, causal bool, scale float32, chains bool) *Tensor {
 	n, lq, hd := q.Shape[0], q.Shape[1], q.Shape[2]
 	lk, d := k.Shape[1], hd/heads
 	out := New(n, lq, hd)
@@ -242,7 +359,12 @@ func naiveAttention32(q, k, v, bias *Tensor, heads int, causal bool, scale float
 				for j := range ls {
 					var s float32
 					for c := 0; c < d; c++ {
-						s += float32(q.Data[(b*lq+i)*hd+h*d+c] * k.Data[(b*lk+j)*hd+h*d+c])
+						qv, kv := q.Data[(b*lq+i)*hd+h*d+c], k.Data[(b*lk+j)*hd+h*d+c]
+						if chains {
+							s = fma(qv, kv, s)
+						} else {
+							s += float32(qv * kv)
+						}
 					}
 					l := float32(s * scale)
 					if bias != nil {
@@ -256,14 +378,27 @@ func naiveAttention32(q, k, v, bias *Tensor, heads int, causal bool, scale float
 					m = max(m, l)
 				}
 				var sum float32
-				for j := range ls {
-					ls[j] = float32(math.Exp(float64(ls[j] - m)))
-					sum += ls[j]
+				if chains {
+					// asm.ExpShift (the exponential and the float64 sum) is
+					// checked in its package; here it is the definition.
+					sum = float32(asm.ExpShift(ls, m))
+				} else {
+					for j := range ls {
+						ls[j] = float32(math.Exp(float64(ls[j] - m)))
+						sum += ls[j]
+					}
 				}
 				for c := 0; c < d; c++ {
 					var o float32
 					for j := range ls {
-						o += float32(ls[j] / sum * v.Data[(b*lk+j)*hd+h*d+c])
+						if chains {
+							o = fma(ls[j], v.Data[(b*lk+j)*hd+h*d+c], o)
+						} else {
+							o += float32(ls[j] / sum * v.Data[(b*lk+j)*hd+h*d+c])
+						}
+					}
+					if chains && len(ls) > 0 {
+						o /= sum
 					}
 					out.Data[(b*lq+i)*hd+h*d+c] = o
 				}
@@ -349,29 +484,40 @@ func TestAttention(t *testing.T) {
 		{1, 20, 37, 2, 16, "full", false}, // several query blocks, odd key count
 		{1, 3, 5, 1, 2, "", true},         // causal with more keys than queries
 		{0, 3, 5, 1, 2, "", false},
+		{1, 4, 0, 2, 3, "", false},                    // no keys: the output is 0
+		{1, 4, 0, 1, 3, "", true},                     // no keys, causal
+		{1, attnFastBlock + 3, 19, 2, 7, "row", true}, // causal, more queries than keys, two query blocks
+		{2, attnFastBlock + 5, attnFastBlock + 9, 1, 17, "", true},
+		{1, 2*attnFastBlock + 1, 23, 2, 64, "full", false},
 	} {
-		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
-			hd := tc.heads * tc.d
-			q, k, v := randT(r, tc.n, tc.lq, hd), randT(r, tc.n, tc.lk, hd), randT(r, tc.n, tc.lk, hd)
-			var bias *Tensor
-			switch tc.bias {
-			case "full":
-				bias = randT(r, tc.n, tc.lq, tc.lk)
-			case "row":
-				bias = New(tc.n, 1, tc.lk)
-				for i := range bias.Data {
-					if r.IntN(3) == 0 {
-						bias.Data[i] = -10000 // a masked key, as in the models
-					}
+		hd := tc.heads * tc.d
+		q, k, v := randT(r, tc.n, tc.lq, hd), randT(r, tc.n, tc.lk, hd), randT(r, tc.n, tc.lk, hd)
+		var bias *Tensor
+		switch tc.bias {
+		case "full":
+			bias = randT(r, tc.n, tc.lq, tc.lk)
+		case "row":
+			bias = New(tc.n, 1, tc.lk)
+			for i := range bias.Data {
+				if r.IntN(3) == 0 {
+					bias.Data[i] = -10000 // a masked key, as in the models
 				}
 			}
-			scale := float32(1 / math.Sqrt(float64(tc.d)))
-			dst := New(tc.n, tc.lq, hd)
-			Attention(dst, q, k, v, bias, tc.heads, tc.causal, scale)
-			requireBits(t, naiveAttention32(q, k, v, bias, tc.heads, tc.causal, scale).Data, dst.Data, "Attention vs float32 reference")
-			want, tol := attention64(q, k, v, bias, tc.heads, tc.causal, scale)
-			requireClose(t, want, dst.Data, tol, "Attention vs float64")
-		})
+		}
+		scale := float32(1 / math.Sqrt(float64(tc.d)))
+		for _, im := range matImpls() {
+			t.Run(fmt.Sprintf("%s/%+v", im.name, tc), func(t *testing.T) {
+				dst := New(tc.n, tc.lq, hd)
+				for i := range dst.Data {
+					dst.Data[i] = float32(math.NaN()) // every output must be written
+				}
+				im.attention(dst, q, k, v, bias, tc.heads, tc.causal, scale)
+				want := naiveAttention32(q, k, v, bias, tc.heads, tc.causal, scale, im.fast)
+				requireBits(t, want.Data, dst.Data, im.name+" Attention vs its float32 definition")
+				w64, tol := attention64(q, k, v, bias, tc.heads, tc.causal, scale)
+				requireClose(t, w64, dst.Data, tol, "Attention vs float64")
+			})
+		}
 	}
 }
 

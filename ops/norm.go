@@ -3,30 +3,49 @@ package ops
 import "math"
 
 // meanVar returns the mean and the biased variance of xs, both accumulated in
-// float64 in ascending order (two passes).
+// float64 (two passes, each over four interleaved partial sums so that the
+// additions pipeline; the order is fixed, so the result is deterministic).
 func meanVar(xs []float32) (mean, variance float64) {
 	if len(xs) == 0 {
 		return 0, 0
 	}
-	var s float64
-	for _, v := range xs {
-		s += float64(v)
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(xs); i += 4 {
+		v := xs[i : i+4 : i+4]
+		s0 += float64(v[0])
+		s1 += float64(v[1])
+		s2 += float64(v[2])
+		s3 += float64(v[3])
 	}
-	mean = s / float64(len(xs))
-	var q float64
-	for _, v := range xs {
-		d := float64(v) - mean
-		q += d * d
+	for ; i < len(xs); i++ {
+		s0 += float64(xs[i])
 	}
-	return mean, q / float64(len(xs))
+	mean = ((s0 + s1) + (s2 + s3)) / float64(len(xs))
+	var q0, q1, q2, q3 float64
+	i = 0
+	for ; i+4 <= len(xs); i += 4 {
+		v := xs[i : i+4 : i+4]
+		d0, d1, d2, d3 := float64(v[0])-mean, float64(v[1])-mean, float64(v[2])-mean, float64(v[3])-mean
+		q0 += d0 * d0
+		q1 += d1 * d1
+		q2 += d2 * d2
+		q3 += d3 * d3
+	}
+	for ; i < len(xs); i++ {
+		d := float64(xs[i]) - mean
+		q0 += d * d
+	}
+	return mean, ((q0 + q1) + (q2 + q3)) / float64(len(xs))
 }
 
-// normalize writes dst[i] = f32(f32((x−mean)/sqrt(var+eps))·w) + b (the
-// normalised value is computed in float64 and rounded once).
+// normalize writes dst[i] = f32(f32((x−mean)·(1/sd))·w) + b (the normalised
+// value is computed in float64 and rounded once).
 func normalize(dst, xs []float32, mean, sd float64, w, b float32) {
 	dst = dst[:len(xs)]
+	inv := 1 / sd
 	for i, v := range xs {
-		nrm := float32((float64(v) - mean) / sd)
+		nrm := float32((float64(v) - mean) * inv)
 		dst[i] = float32(nrm*w) + b
 	}
 }
@@ -75,9 +94,11 @@ func layerNorm(dst, x, w, b *Tensor, eps float32) {
 			xs, ys := s[r*dim:(r+1)*dim], d[r*dim:(r+1)*dim]
 			mean, variance := meanVar(xs)
 			sd := math.Sqrt(variance + float64(eps))
+			inv := 1 / sd
+			ys, w, b := ys[:len(xs)], wv[:len(xs)], bv[:len(xs)]
 			for i, v := range xs {
-				nrm := float32((float64(v) - mean) / sd)
-				ys[i] = float32(nrm*wv[i]) + bv[i]
+				nrm := float32((float64(v) - mean) * inv)
+				ys[i] = float32(nrm*w[i]) + b[i]
 			}
 		}
 	})

@@ -13,8 +13,11 @@ package ops
 //
 //	x: [..., K] (all leading dims flattened to M rows), w: [N, K], b: [N] or nil -> dst: [..., N]
 //
-// Dot products accumulate in float32 in ascending k order (the reference).
-// dst must not alias x or w.
+// The reference path accumulates each dot product in float32 in ascending k
+// order (rounded products); the fast path (assembly GEMM, whenever
+// asm.Name() != "purego") computes it as one fused multiply-add chain in
+// ascending k, then adds the bias. Either way the result is bit-identical for
+// any thread count (see linear.go). dst must not alias x or w.
 func Linear(dst, x, w, b *Tensor) { linear(dst, x, w, b) }
 
 // Conv2D is a cross-correlation with zero padding.
@@ -22,8 +25,10 @@ func Linear(dst, x, w, b *Tensor) { linear(dst, x, w, b) }
 //	x: [N, Cin, H, W], w: [Cout, Cin, KH, KW], b: [Cout] or nil
 //	-> dst: [N, Cout, (H+2·pad−KH)/stride+1, (W+2·pad−KW)/stride+1]
 //
-// Each output sums its taps in float32 in (cin, ky, kx) order, then adds the
-// bias. dst must not alias x or w.
+// Each output sums its taps in (cin, ky, kx) order, then adds the bias: in
+// float32 with rounded products on the reference path, as one fused
+// multiply-add chain on the fast path (an implicit GEMM, see conv_fast.go).
+// dst must not alias x or w.
 func Conv2D(dst, x, w, b *Tensor, stride, pad int) { conv2d(dst, x, w, b, stride, pad) }
 
 // GroupNorm normalises x: [N, C, ...] over each group of C/groups channels and
@@ -116,8 +121,10 @@ func Timesteps(dst *Tensor, t int64, flipSinToCos bool, shift float32) {
 //	causal: key j > query i gets no weight (exactly 0; it does not enter the max or the sum)
 //	dst[n, i, h·D+d] = Σ_j softmax_j(scale·q_i·k_j + bias_ij) · v[n, j, h·D+d]
 //
-// Softmax subtracts the row maximum; sums in float32 (reference order j ascending).
-// dst must not alias q, k or v.
+// Softmax subtracts the row maximum. The reference sums in float32 in
+// ascending j; the fast path computes both products as FMA chains on the
+// assembly GEMM and normalises after the weighted sum (see
+// attention_fast.go). dst must not alias q, k or v.
 func Attention(dst, q, k, v, bias *Tensor, heads int, causal bool, scale float32) {
 	attention(dst, q, k, v, bias, heads, causal, scale)
 }

@@ -49,6 +49,11 @@ func Kernel(k int, a, b, c []float32, ldc int, accumulate bool) {
 	kernel(k, a, b, c, ldc, accumulate)
 }
 
+// FMA32 is x·y+z rounded once to float32 (round to nearest even): the step
+// of every chain Kernel and Gemm compute, for code that models them (tests
+// of callers of Gemm). It is exact but slow.
+func FMA32(x, y, z float32) float32 { return fma32(x, y, z) }
+
 // Scratch holds Gemm's packing buffers so that repeated calls do not
 // allocate. The zero value is ready to use; a Scratch must not be used by two
 // Gemm calls at once (give each worker its own).
@@ -114,45 +119,20 @@ func Gemm(m, n, k int, a []float32, lda int, transA bool, b []float32, ldb int, 
 	checkMatrix("A", a, ar, ac, lda)
 	checkMatrix("B", b, br, bc, ldb)
 	checkMatrix("C", c, m, n, ldc)
-	if k == 0 {
-		if !accumulate {
-			for i := 0; i < m; i++ {
-				clear(c[i*ldc : i*ldc+n])
-			}
-		}
-		return
-	}
-	if scratch == nil {
-		scratch = new(Scratch)
-	}
-	s := scratch
-	kcMax := min(k, kcBlock)
-	s.a = grow(s.a, min(roundUp(m, MR), mcBlock)*kcMax)
-	s.b = grow(s.b, min(roundUp(n, NR), ncBlock)*kcMax)
-	for jc := 0; jc < n; jc += ncBlock {
-		nc := min(ncBlock, n-jc)
-		for pc := 0; pc < k; pc += kcBlock {
-			kc := min(kcBlock, k-pc)
-			PackB(s.b, b, ldb, pc, kc, jc, nc, transB)
-			for ic := 0; ic < m; ic += mcBlock {
-				mc := min(mcBlock, m-ic)
-				PackA(s.a, a, lda, ic, mc, pc, kc, transA)
-				s.macroKernel(mc, nc, kc, c[ic*ldc+jc:], ldc, accumulate || pc > 0)
-			}
-		}
-	}
+	GemmX(m, n, k, OperandA{Data: a, LD: lda, Trans: transA}, OperandB{Data: b, LD: ldb, Trans: transB},
+		c, ldc, accumulate, scratch)
 }
 
-// macroKernel multiplies the packed mc×kc block s.a by the packed kc×nc block
-// s.b into the mc×nc block of C at c, tile by tile. Partial tiles at the
+// macroKernel multiplies the packed mc×kc block ap by the packed kc×nc block
+// bp into the mc×nc block of C at c, tile by tile. Partial tiles at the
 // right and bottom edges go through s.tile so that the kernel never writes
 // outside the block.
-func (s *Scratch) macroKernel(mc, nc, kc int, c []float32, ldc int, accumulate bool) {
+func (s *Scratch) macroKernel(apk, bpk []float32, mc, nc, kc int, c []float32, ldc int, accumulate bool) {
 	for jr := 0; jr < nc; jr += NR {
-		bp := s.b[jr*kc : (jr+NR)*kc]
+		bp := bpk[jr*kc : (jr+NR)*kc]
 		nr := min(NR, nc-jr)
 		for ir := 0; ir < mc; ir += MR {
-			ap := s.a[ir*kc : (ir+MR)*kc]
+			ap := apk[ir*kc : (ir+MR)*kc]
 			mr := min(MR, mc-ir)
 			ct := c[ir*ldc+jr:]
 			if mr == MR && nr == NR {
@@ -195,6 +175,10 @@ func PackA(dst []float32, a []float32, lda, i0, mr, k0, kc int, transA bool) {
 					dp[i] = v
 				}
 			}
+		} else if rows == MR {
+			// A full panel: MR source rows read side by side, so that
+			// dst is written sequentially.
+			packRowsA(d, a[r0*lda+k0:], lda, kc)
 		} else {
 			for i := 0; i < rows; i++ {
 				for p, v := range a[(r0+i)*lda+k0 : (r0+i)*lda+k0+kc] {
@@ -267,3 +251,18 @@ func checkMatrix(name string, x []float32, rows, cols, ld int) {
 
 // roundUp rounds x up to a multiple of m.
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// packRowsA packs one full panel: MR rows of a (leading dimension lda), kc
+// columns, into d[p*MR+i]. The rows are read two at a time so that d is
+// written in order.
+func packRowsA(d, a []float32, lda, kc int) {
+	d = d[:kc*MR]
+	for i := 0; i+1 < MR; i += 2 {
+		s0 := a[i*lda : i*lda+kc]
+		s1 := a[(i+1)*lda : (i+1)*lda+kc]
+		for p, v := range s0 {
+			d[p*MR+i] = v
+			d[p*MR+i+1] = s1[p]
+		}
+	}
+}
