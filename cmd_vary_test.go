@@ -266,7 +266,7 @@ func TestVaryCLIErrors(t *testing.T) {
 		{1, []string{"vary", filepath.Join(dir, "missing.png")}, "missing.png"},
 		{1, []string{"vary", img, "-o", filepath.Join(dir, "no", "such", "x.png")}, "does not exist"},
 		// The built-in model has no image encoder.
-		{1, []string{"vary", img, "-o", filepath.Join(dir, "x.png")}, "image encoder"},
+		{1, []string{"vary", img, "-o", filepath.Join(dir, "x.png")}, "lacks image_encoder"},
 	} {
 		code, msg := runCapture(tc.args...)
 		require.Equal(t, tc.code, code, "%q: %s", tc.args, msg)

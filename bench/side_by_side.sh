@@ -6,11 +6,12 @@
 #   bench/side_by_side.sh 2 3 text,prior,decoder,superres     # the defaults
 #
 # For each module in turn it runs `dalle2 bench --json` and then
-# bench/torch_side_by_side.py (Debian's PyTorch: apt-get install python3-torch,
-# run with /usr/bin/python3), each building the full-size Karlo module with
-# random weights, one warm-up and RUNS timed forwards, and prints a markdown
-# table of the medians and the dalle2/PyTorch time ratio (< 1: dalle2 is
-# faster). Raw JSON lines are kept in $OUT (default: a new temporary folder).
+# bench/torch_side_by_side.py (Debian's PyTorch, run with /usr/bin/python3:
+# apt-get install python3-torch libopenblas0-openmp), each building the
+# full-size Karlo module with random weights, one warm-up and RUNS timed
+# forwards, and prints a markdown table of the medians and the dalle2/PyTorch
+# time ratio (< 1: dalle2 is faster). Raw JSON lines are kept in $OUT
+# (default: a new temporary folder).
 # Environment: GO (default go), PYTHON (default /usr/bin/python3), OUT.
 set -eu
 
@@ -24,6 +25,23 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d /tmp/dalle2-side-by-side.XXXXXX)}
 mkdir -p "$OUT"
 "$GO" build -o "$OUT/dalle2" .
+
+# Debian's torch calls whichever libblas.so.3 the alternatives system picks;
+# with only the netlib reference BLAS installed its matrix products run about
+# ten times slower. Install libopenblas0-openmp (OpenMP: it follows
+# torch.set_num_threads) for a fair comparison.
+BLAS=$("$PYTHON" -c '
+import os, torch
+for line in open("/proc/self/maps"):
+    p = line.split()[-1]
+    if "libblas" in p or "openblas" in p or "libmkl" in p or "blis" in p:
+        print(os.path.realpath(p)); break
+else:
+    print("none loaded")')
+case "$BLAS" in
+*openblas* | *mkl* | *blis*) ;;
+*) echo "side_by_side: WARNING: torch uses $BLAS (reference BLAS?); apt-get install libopenblas0-openmp" >&2 ;;
+esac
 : >"$OUT/dalle2.jsonl"
 : >"$OUT/torch.jsonl"
 {
@@ -32,6 +50,7 @@ mkdir -p "$OUT"
 	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "dalle2: $("$OUT/dalle2" --version | tr -s ' ' | paste -sd ';' -)"
 	echo "torch: $("$PYTHON" -c 'import torch; print(torch.__version__)')"
+	echo "torch BLAS: $BLAS"
 	echo "threads: $THREADS, runs: $RUNS (median after 1 warm-up)"
 } >"$OUT/machine.txt"
 

@@ -9,8 +9,10 @@ seconds and GFLOP/s, as a table or, with --json, one JSON object per line with
 the fields of `dalle2 bench --json` (module, dtype, threads, seconds, gflops,
 ...).
 
-Use Debian's PyTorch: /usr/bin/python3 bench/torch_side_by_side.py --threads 2
-(apt-get install python3-torch).
+Use Debian's PyTorch with an optimised BLAS (apt-get install python3-torch
+libopenblas0-openmp; with only the netlib reference BLAS, torch's matrix
+products are about ten times slower):
+    /usr/bin/python3 bench/torch_side_by_side.py --threads 2
 """
 
 import argparse

@@ -562,6 +562,15 @@ func checkEndToEnd(t *testing.T, c *goldenCase, traced map[string]*ops.Tensor, r
 	// fp64_check[name] from the exact result, and ours by about as much, so
 	// the two agree to 2·fp64_check, plus the per-call model tolerance for
 	// tensors whose sensitivity is below fp32 summation noise.
+	//
+	// In a case that is not end-to-end stable (MANIFEST: the decoder output's
+	// fp64_check ≥ 1e-4, e.g. t2i_b) a tensor downstream of the instability
+	// (its own fp64_check ≥ 1e-4) depends on a handful of elements whose
+	// errors the t=999 step multiplies by ~20000 (MANIFEST note 1); the
+	// MANIFEST says such cases must be checked step by step, which
+	// teacherForced does, so those tensors are reported, not enforced. Every
+	// tensor of a stable case, and every stable tensor (e.g. the prior's) of
+	// any case, is enforced.
 	var names []string
 	for name := range c.FP64 {
 		if _, ok := traced[name]; ok && c.has(name) {
@@ -571,7 +580,13 @@ func checkEndToEnd(t *testing.T, c *goldenCase, traced map[string]*ops.Tensor, r
 	sort.Strings(names)
 	for _, name := range names {
 		want := c.get(t, name)
-		d := within(t, "end-to-end "+name, traced[name], want, 2*c.FP64[name]+rel(modelTol, want))
+		tol := 2*c.FP64[name] + rel(modelTol, want)
+		if !stable(c) && c.FP64[name] >= stableLimit {
+			d := maxDiff(traced[name], want)
+			t.Logf("%-40s max|Δ| %.3g  (fp64_check %.3g; downstream of the instability: reported only)", name, d, c.FP64[name])
+			continue
+		}
+		d := within(t, "end-to-end "+name, traced[name], want, tol)
 		t.Logf("%-40s max|Δ| %.3g  (fp64_check %.3g)", name, d, c.FP64[name])
 	}
 
@@ -624,5 +639,21 @@ func nearRoundingBoundary(img []float32, tol float64) int {
 // is below 1e-4.
 func stable(c *goldenCase) bool {
 	v, ok := c.FP64["super_res.image_small"]
-	return ok && v < 1e-4
+	return ok && v < stableLimit
+}
+
+// stableLimit is the MANIFEST's threshold of end-to-end stability.
+const stableLimit = 1e-4
+
+// maxDiff is max |got − want| (NaN counts as infinite).
+func maxDiff(got, want *ops.Tensor) float64 {
+	m := 0.0
+	for i := range want.Data {
+		d := math.Abs(float64(got.Data[i]) - float64(want.Data[i]))
+		if math.IsNaN(d) {
+			return math.Inf(1)
+		}
+		m = math.Max(m, d)
+	}
+	return m
 }

@@ -268,12 +268,16 @@ func (d *decoderBlock) forward() *Tensor {
 // SpatialAttention, 640 channels at 32×32, batch 2 as under guidance); run it
 // with -cpuprofile to see where a decoder step's time goes.
 func BenchmarkDecoderBlock(b *testing.B) {
-	for _, s := range [][3]int{{2, 640, 32}, {2, 64, 16}} {
-		if s[1] > 64 && testing.Short() {
+	for _, s := range []struct {
+		n, c, hw int
+		ref      bool
+	}{{2, 640, 32, false}, {2, 640, 32, true}, {2, 64, 16, false}} {
+		if s.c > 64 && testing.Short() {
 			continue
 		}
-		benchThreads(b, fmt.Sprintf("%s/n=%d/c=%d/hw=%d", implName(false), s[0], s[1], s[2]), func(b *testing.B) {
-			d := newDecoderBlock(s[0], s[1], s[2])
+		benchThreads(b, fmt.Sprintf("%s/n=%d/c=%d/hw=%d", implName(s.ref), s.n, s.c, s.hw), func(b *testing.B) {
+			withRef(b, s.ref)
+			d := newDecoderBlock(s.n, s.c, s.hw)
 			d.forward()
 			b.ResetTimer()
 			for b.Loop() {
