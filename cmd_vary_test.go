@@ -202,6 +202,9 @@ func TestVaryReproducesGoldenPNGs(t *testing.T) {
 // image endpoint) being vary's image with that seed; a --dump replays.
 // Decoder-only (--size 32) and 2 steps keep it fast.
 func TestEditInterpCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: several full runs; the full test run covers it")
+	}
 	root := goldenRoot(t)
 	mdl := comboModel(t)
 	img := filepath.Join(root, "cases", "variation_input_48x40.png")

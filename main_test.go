@@ -103,6 +103,9 @@ func TestGenReproducesGoldenPNGs(t *testing.T) {
 		}
 		ran++
 		t.Run(c.Case, func(t *testing.T) {
+			if testing.Short() && ran > 1 {
+				t.Skip("-short: only the first case (the race-detector run is ~10x slower)")
+			}
 			out := filepath.Join(t.TempDir(), "out.png")
 			args := []string{"dalle2", "gen"}
 			switch p := c.Call["prompt"].(type) {
@@ -194,9 +197,16 @@ func nearRoundingBoundary(t *testing.T, caseFile string, tol float64) int {
 func TestGenDeterministic(t *testing.T) {
 	dir := t.TempDir()
 	var first []byte
+	// -short (the race-detector run, ~10x slower) uses 2 steps per stage:
+	// the same code paths, a tenth of the work.
+	var steps []string
+	if testing.Short() {
+		steps = []string{"--prior-steps", "2", "--decoder-steps", "2", "--sr-steps", "2"}
+	}
 	for i, threads := range []string{"1", "2", "4", "2"} {
 		out := filepath.Join(dir, fmt.Sprintf("h%d.png", i))
-		require.Equal(t, 0, run([]string{"dalle2", "--threads", threads, "gen", "a red horse", "--seed", "7", "-o", out, "-q"}))
+		args := append([]string{"dalle2", "--threads", threads, "gen", "a red horse", "--seed", "7", "-o", out, "-q"}, steps...)
+		require.Equal(t, 0, run(args))
 		b, err := os.ReadFile(out)
 		require.NoError(t, err)
 		if first == nil {
