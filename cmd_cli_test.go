@@ -57,7 +57,12 @@ func dalle2Bin(t *testing.T) string {
 		if err != nil {
 			gotool = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
-		cmd := exec.Command(gotool, "build", "-o", binPath, ".")
+		args := []string{"build", "-o", binPath}
+		if asm.Name() == "purego" {
+			// Build the binary the way this test binary was built.
+			args = append(args, "-tags", "purego")
+		}
+		cmd := exec.Command(gotool, append(args, ".")...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
