@@ -58,7 +58,9 @@ func conv2dRef(dst, x, w, b *Tensor, stride, pad int) {
 	intLo := min(pad, wo)
 	intHi := max(intLo, min(wd-kw+1+pad, wo))
 	fuse3 := stride == 1 && kw == 3 && intLo < intHi
-	xs, ws, ds := x.Data, w.Data, dst.Data
+	wdata, release := decoded(w)
+	defer release()
+	xs, ws, ds := x.Data, wdata, dst.Data
 	parallelFor(n*cout*ho, 2*cin*kh*kw*wo, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			oy := r % ho

@@ -39,7 +39,17 @@ func conv2dGemm(dst, x, w *Tensor, pw *asm.PackedA, b *Tensor, stride, pad int, 
 		for p0 := 0; p0 < kk; p0 += depth {
 			kc := min(depth, kk-p0)
 			oa := asm.OperandA{Packed: pw, Row0: i0}
-			if pw == nil {
+			switch {
+			case pw == nil && w.Q != nil:
+				// Decode the chunk (p0 is a multiple of 256, so a Q8_0
+				// block boundary), then pack it.
+				ws.dec = floats(ws.dec, rows*kc)
+				for i := 0; i < rows; i++ {
+					w.decodeSpan(ws.dec[i*kc:(i+1)*kc], i0+i, p0)
+				}
+				ws.packed.Pack(rows, kc, ws.dec, kc, false)
+				oa = asm.OperandA{Packed: &ws.packed}
+			case pw == nil:
 				ws.packed.Pack(rows, kc, w.Data[i0*kk+p0:], kk, false)
 				oa = asm.OperandA{Packed: &ws.packed}
 			}

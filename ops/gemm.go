@@ -27,8 +27,10 @@ type workerScratch struct {
 	gemm   asm.Scratch
 	packed asm.PackedA // a tile's rows of a convolution's weights
 	conv   convPacker
-	buf    []float32 // attention logits
-	sums   []float32 // attention row sums
+	wdec   compactPacker // a compact Linear weight's B panels
+	dec    []float32     // decoded rows of a compact convolution weight
+	buf    []float32     // attention logits
+	sums   []float32     // attention row sums
 }
 
 var scratchFree struct {

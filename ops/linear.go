@@ -34,17 +34,22 @@ const (
 
 func linear(dst, x, w, b *Tensor) {
 	m, n, k, bias := linearDims(dst, x, w, b)
-	if useFast() {
+	switch {
+	case useFast() && w.Q != nil:
+		linearCompactFast(dst.Data, x.Data, w, bias, m, n, k)
+	case useFast():
 		linearFast(dst.Data, x.Data, w.Data, bias, m, n, k)
-		return
+	default:
+		linearRef(dst, x, w, b)
 	}
-	gemmNT(dst.Data, x.Data, w.Data, bias, m, n, k)
 }
 
 // linearRef is Linear on the reference path, whatever the kernel set.
 func linearRef(dst, x, w, b *Tensor) {
 	m, n, k, bias := linearDims(dst, x, w, b)
-	gemmNT(dst.Data, x.Data, w.Data, bias, m, n, k)
+	wd, release := decoded(w)
+	defer release()
+	gemmNT(dst.Data, x.Data, wd, bias, m, n, k)
 }
 
 // linearDims checks Linear's shapes and returns M, N, K and the bias (nil
@@ -71,13 +76,20 @@ func linearFast(d, x, w, bias []float32, m, n, k int) {
 	parallelGemm(m, n, k, 1, func(ws *workerScratch, i0, i1, j0, j1 int) {
 		asm.GemmX(i1-i0, j1-j0, k, asm.OperandA{Data: x[i0*k:], LD: k},
 			asm.OperandB{Data: w[j0*k:], LD: k, Trans: true}, d[i0*n+j0:], n, false, &ws.gemm)
-		if bias != nil {
-			bs := bias[j0:j1]
-			for i := i0; i < i1; i++ {
-				addRow(d[i*n+j0:i*n+j1], bs)
-			}
-		}
+		addBias(d, bias, n, i0, i1, j0, j1)
 	})
+}
+
+// addBias adds bias[j0:j1] to rows [i0, i1) (leading dimension n) of d;
+// bias may be nil.
+func addBias(d, bias []float32, n, i0, i1, j0, j1 int) {
+	if bias == nil {
+		return
+	}
+	bs := bias[j0:j1]
+	for i := i0; i < i1; i++ {
+		addRow(d[i*n+j0:i*n+j1], bs)
+	}
 }
 
 // addRow adds y to x elementwise (len(y) = len(x)).

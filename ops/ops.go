@@ -17,7 +17,10 @@ package ops
 // order (rounded products); the fast path (assembly GEMM, whenever
 // asm.Name() != "purego") computes it as one fused multiply-add chain in
 // ascending k, then adds the bias. Either way the result is bit-identical for
-// any thread count (see linear.go). dst must not alias x or w.
+// any thread count (see linear.go). dst must not alias x or w. w may be
+// compact (fp16 or Q8_0, see NewCompact): it is then decoded a strip at a
+// time while the GEMM packs it, and the result is bit-identical to Linear
+// with the decoded weight.
 func Linear(dst, x, w, b *Tensor) { linear(dst, x, w, b) }
 
 // Conv2D is a cross-correlation with zero padding.
@@ -28,7 +31,7 @@ func Linear(dst, x, w, b *Tensor) { linear(dst, x, w, b) }
 // Each output sums its taps in (cin, ky, kx) order, then adds the bias: in
 // float32 with rounded products on the reference path, as one fused
 // multiply-add chain on the fast path (an implicit GEMM, see conv_fast.go).
-// dst must not alias x or w.
+// dst must not alias x or w. w may be compact, as for Linear.
 func Conv2D(dst, x, w, b *Tensor, stride, pad int) { conv2d(dst, x, w, b, stride, pad) }
 
 // GroupNorm normalises x: [N, C, ...] over each group of C/groups channels and

@@ -10,7 +10,9 @@ import "github.com/dalle2/dalle2/ops/asm"
 // per-call packing, which matters where the other operand is small (a few
 // rows: the time-embedding projections, the text encoder and the prior at
 // batch 2; convolutions over 8×8 and 16×16 maps). The packed copy costs as
-// much memory as the weight itself (padded to the micro-tile).
+// much memory as the weight itself (padded to the micro-tile). A compact
+// weight (NewCompact) is not packed ahead: that would undo its saving; the
+// Packed ops then decode and pack it per call, like Linear and Conv2D.
 
 // PackedLinear is a Linear weight prepared by PackLinear.
 type PackedLinear struct {
@@ -27,7 +29,7 @@ func PackLinear(w *Tensor) *PackedLinear {
 		badShapes("PackLinear", "want w [N, K]", w)
 	}
 	p := &PackedLinear{W: w}
-	if useFast() {
+	if useFast() && w.Q == nil {
 		p.packed.Pack(w.Shape[1], w.Shape[0], w.Data, w.Shape[1], true)
 	}
 	return p
@@ -44,12 +46,7 @@ func LinearPacked(dst, x *Tensor, w *PackedLinear, b *Tensor) {
 	parallelGemm(m, n, k, 1, func(ws *workerScratch, i0, i1, j0, j1 int) {
 		asm.GemmX(i1-i0, j1-j0, k, asm.OperandA{Data: xs[i0*k:], LD: k},
 			asm.OperandB{Packed: &w.packed, Col0: j0}, d[i0*n+j0:], n, false, &ws.gemm)
-		if bias != nil {
-			bs := bias[j0:j1]
-			for i := i0; i < i1; i++ {
-				addRow(d[i*n+j0:i*n+j1], bs)
-			}
-		}
+		addBias(d, bias, n, i0, i1, j0, j1)
 	})
 }
 
@@ -68,7 +65,7 @@ func PackConv2D(w *Tensor) *PackedConv2D {
 		badShapes("PackConv2D", "want w [Cout, Cin, KH, KW]", w)
 	}
 	p := &PackedConv2D{W: w}
-	if useFast() {
+	if useFast() && w.Q == nil {
 		k := w.Shape[1] * w.Shape[2] * w.Shape[3]
 		p.packed.Pack(w.Shape[0], k, w.Data, max(k, 1), false)
 	}

@@ -4,9 +4,16 @@ import "fmt"
 
 // Tensor is a dense, row-major (C order) float32 array.
 // Views made by Reshape and Rows share Data with their source.
+//
+// A weight may instead be compact (Q non-nil, Data nil): kept in its file's
+// storage format (fp16 or 8-bit blocks, usually straight from the memory
+// map) and decoded by the kernels that read it, a strip at a time. Only
+// Linear, Conv2D and their Packed forms accept compact weights; NewCompact
+// makes them.
 type Tensor struct {
 	Shape []int
 	Data  []float32
+	Q     *Compact
 }
 
 // New allocates a zeroed tensor of the given shape.
@@ -35,7 +42,12 @@ func numel(shape []int) int {
 }
 
 // Numel is the number of elements.
-func (t *Tensor) Numel() int { return len(t.Data) }
+func (t *Tensor) Numel() int {
+	if t.Q != nil {
+		return numel(t.Shape)
+	}
+	return len(t.Data)
+}
 
 // Dim returns dimension i; negative i counts from the end.
 func (t *Tensor) Dim(i int) int {
