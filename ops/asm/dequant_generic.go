@@ -18,11 +18,17 @@ func dequantQ8Go(dst []float32, src []byte) {
 	}
 }
 
-// halfToFloatGo is the plain-Go HalfToFloat.
+// halfToFloatGo is the plain-Go HalfToFloat; normal values are converted
+// inline (halfToFloat32's common case, which the compiler will not inline).
 func halfToFloatGo(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
 	for i := range dst {
-		dst[i] = halfToFloat32(binary.LittleEndian.Uint16(src[2*i:]))
+		h := binary.LittleEndian.Uint16(src[2*i:])
+		if em := uint32(h & 0x7fff); em-0x0400 < 0x7800 {
+			dst[i] = math.Float32frombits(uint32(h&0x8000)<<16 | (em<<13 + 112<<23))
+			continue
+		}
+		dst[i] = halfToFloat32(h)
 	}
 }
 
@@ -30,19 +36,16 @@ func halfToFloatGo(dst []float32, src []byte) {
 // included); NaNs keep sign and payload and are quieted, as VCVTPH2PS and
 // FCVTL do.
 func halfToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h) & 0x3ff
+	sign := uint32(h&0x8000) << 16
+	em := uint32(h & 0x7fff) // exponent and mantissa
 	switch {
-	case exp == 0x1f && man != 0: // NaN: payload kept, quiet bit set
-		return math.Float32frombits(sign | 0x7fc00000 | man<<13)
-	case exp == 0x1f: // ±Inf
+	case em > 0x7c00: // NaN: payload kept, quiet bit set
+		return math.Float32frombits(sign | 0x7fc00000 | (em&0x3ff)<<13)
+	case em == 0x7c00: // ±Inf
 		return math.Float32frombits(sign | 0x7f800000)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
-	case man == 0:
-		return math.Float32frombits(sign)
+	case em >= 0x0400: // normal: rebias the exponent by 127−15
+		return math.Float32frombits(sign | (em<<13 + 112<<23))
 	}
-	// Subnormal: value = man·2⁻²⁴, exact in float32.
-	return math.Float32frombits(sign | math.Float32bits(float32(man)*(1.0/(1<<24))))
+	// ±0 and subnormals: value = em·2⁻²⁴, exact in float32.
+	return math.Float32frombits(sign | math.Float32bits(float32(em)*(1.0/(1<<24))))
 }
