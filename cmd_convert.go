@@ -19,7 +19,13 @@ func convertCommand() *cli.Command {
 		Usage:     "convert a diffusers pipeline folder or the original Karlo release into one dalle2 weight file",
 		ArgsUsage: "SRC",
 		Description: `Reads SRC and writes every component, config and tokenizer file into FILE. Float
-weights are stored as --dtype; integer buffers as they are. PyTorch files are parsed,
+weights are stored as --dtype; integer buffers as they are. With --dtype q8 the weight
+matrices of the Linear layers and convolutions are stored as Q8_0 (8-bit blocks of 32
+values with an fp16 scale, 34 bytes per 32 weights) and every other float tensor as f16:
+the U-Nets' first and last convolutions (conv_in, conv_out), embedding tables, norms,
+biases and matrices whose rows are not a multiple of 32 values long. After the
+conversion a table gives, per stored dtype, the tensors, parameters, bytes before and
+after compression and the zstd ratio. PyTorch files are parsed,
 never executed: a pickle naming anything but the tensor-rebuilding globals is refused
 (a Lightning checkpoint's extra objects, and a TorchScript archive's module classes,
 are read as inert placeholders). FILE appears only when everything succeeded.
@@ -51,11 +57,12 @@ user's responsibility. The release ships no tokenizer: the standard CLIP vocabul
 Examples:
    dalle2 convert ./karlo-v1-alpha -o karlo.d2
    dalle2 convert ./karlo-v1-alpha -o karlo-f16.d2 --dtype f16
+   dalle2 convert ./karlo-v1-alpha -o karlo-q8.d2 --dtype q8
    dalle2 convert ./karlo-original -o karlo.d2
    dalle2 convert ./tiny -o tiny.d2 --config ./tiny/configs --tokenizer ./tiny-tokenizer`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "weight file to write (required)"},
-			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "storage type of float weights: f32 or f16"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "storage type of float weights: f32, f16 or q8 (Q8_0 weight matrices, f16 for the rest)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			&cli.StringFlag{Name: "prior", Usage: "original Karlo prior checkpoint (prior-ckpt-step=….ckpt)", TakesFile: true},
 			&cli.StringFlag{Name: "decoder", Usage: "original Karlo decoder checkpoint (decoder-ckpt-step=….ckpt)", TakesFile: true},
@@ -137,8 +144,25 @@ func runConvert(c *cli.Context) error {
 	if progress != nil {
 		fmt.Fprintf(progress, "wrote %s: %d components, %d tensors, %s parameters, %s\n",
 			rep.Output, len(rep.Components), rep.Tensors, groupDigits(rep.Params), humanBytes(rep.FileSize))
+		writeDTypeTable(progress, rep)
 	}
 	return nil
+}
+
+// writeDTypeTable prints the report's per-dtype totals: tensors,
+// parameters (elements), bytes before compression, bytes on disk and the
+// zstd ratio (before / on disk).
+func writeDTypeTable(w io.Writer, rep *convert.Report) {
+	tab := table{
+		header: []string{"DTYPE", "TENSORS", "PARAMS", "BYTES", "ON DISK", "ZSTD RATIO"},
+		right:  []bool{false, true, true, true, true, true},
+	}
+	for _, s := range rep.DTypes {
+		tab.rows = append(tab.rows, []string{s.DType.String(), fmt.Sprint(s.Tensors), groupDigits(s.Params),
+			humanBytes(s.Bytes), humanBytes(s.Stored), ratio(s.Bytes, s.Stored)})
+	}
+	fmt.Fprintln(w)
+	tab.write(w)
 }
 
 // convertKarlo converts the original Karlo release found in src (if set)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,7 +24,9 @@ func infoCommand() *cli.Command {
 		ArgsUsage: "FILE",
 		Description: `Prints the format version, the provenance metadata and, per component, its class,
 tensor and parameter counts, dtypes, bytes on disk and in memory (decoded, and as f32
-for the float weights) and the compression ratio (in memory / on disk); then the blobs.
+for the float weights, Q8_0 included) and the compression ratio (in memory / on disk);
+then the blobs. A file converted with --dtype q8 shows Q8_0 and F16 tensors; its
+IN MEMORY / AS F32 is the saving over f32.
 --verify also checks every tensor's and blob's checksum.
 
 --tensors prints instead one line per tensor, sorted by name: name, dtype, shape and the
@@ -110,8 +113,10 @@ type componentStats struct {
 	disk, mem, asF32 int64
 }
 
+// isFloatDType reports whether d holds floating-point values (Q8_0, whose
+// blocks decode to them, included).
 func isFloatDType(d loader.DType) bool {
-	return d == loader.F32 || d == loader.F16 || d == loader.BF16 || d == loader.F64
+	return d == loader.F32 || d == loader.F16 || d == loader.BF16 || d == loader.F64 || d == loader.Q8_0
 }
 
 func (s *componentStats) add(t loader.TensorInfo) {
@@ -119,8 +124,13 @@ func (s *componentStats) add(t loader.TensorInfo) {
 	s.dtypes[t.DType]++
 	s.disk += t.Size
 	s.mem += t.RawSize
-	if isFloatDType(t.DType) && t.DType.Size() > 0 {
-		n := t.RawSize / int64(t.DType.Size())
+	if isFloatDType(t.DType) {
+		// The element count of the shape (Open checked that it fits and
+		// matches RawSize): Q8_0 has no whole bytes per element.
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= int64(d)
+		}
 		s.params += n
 		s.asF32 += 4 * n
 	} else {
@@ -133,10 +143,8 @@ func (s *componentStats) row() []string {
 		return []string{s.name, s.class, "-", "-", "-", "-", "-", "-", "-"}
 	}
 	var dts []string
-	for d := loader.F32; d <= loader.Bool; d++ {
-		if n := s.dtypes[d]; n > 0 {
-			dts = append(dts, fmt.Sprintf("%s:%d", d, n))
-		}
+	for _, d := range slices.Sorted(maps.Keys(s.dtypes)) {
+		dts = append(dts, fmt.Sprintf("%s:%d", d, s.dtypes[d]))
 	}
 	return []string{s.name, s.class, fmt.Sprint(s.tensors), groupDigits(s.params), strings.Join(dts, " "),
 		humanBytes(s.disk), humanBytes(s.mem), humanBytes(s.asF32), ratio(s.mem, s.disk)}

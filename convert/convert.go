@@ -1,12 +1,14 @@
 package convert
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +25,8 @@ const MetaPipeline = "pipeline"
 // Options configures Convert.
 type Options struct {
 	// DType is the storage type of floating-point weights: "f32" (the
-	// default, also when empty) or "f16". Integer and bool tensors are
+	// default, also when empty), "f16", or "q8" (Q8_0 for the weights
+	// StorageDType picks, F16 for the others). Integer and bool tensors are
 	// stored as they are.
 	DType string
 	// Progress receives one line per component as it is converted; nil
@@ -34,29 +37,35 @@ type Options struct {
 	ConverterVersion string
 }
 
-// ParseDType maps a --dtype value ("f32", "f16", case-insensitive) to the
-// storage DType of floating-point weights; "" means F32.
+// ParseDType maps a --dtype value ("f32", "f16", "q8", case-insensitive;
+// also "fp32", "float32", "fp16", "float16", "q8_0", "int8") to the storage
+// target of floating-point weights; "" means F32. For Q8_0, StorageDType
+// decides which tensors are quantized.
 func ParseDType(s string) (loader.DType, error) {
 	switch strings.ToLower(s) {
 	case "", "f32", "fp32", "float32":
 		return loader.F32, nil
 	case "f16", "fp16", "float16":
 		return loader.F16, nil
+	case "q8", "q8_0", "int8":
+		return loader.Q8_0, nil
 	}
-	return loader.Invalid, fmt.Errorf("unknown dtype %q (want f32 or f16)", s)
+	return loader.Invalid, fmt.Errorf("unknown dtype %q (want f32|f16|q8)", s)
 }
 
 // Report summarises a conversion.
 type Report struct {
-	Source     string // the pipeline folder
-	Output     string // the file written
-	Pipeline   string // pipeline class
-	DType      loader.DType
+	Source     string       // the pipeline folder
+	Output     string       // the file written
+	Pipeline   string       // pipeline class
+	DType      loader.DType // the storage target (--dtype)
 	Components []ComponentReport
-	Tensors    int   // total tensors
-	Params     int64 // total floating-point parameters
-	Bytes      int64 // total tensor bytes written (decoded, before compression)
-	FileSize   int64 // size of the output file
+	Tensors    int          // total tensors
+	Params     int64        // total floating-point parameters
+	Bytes      int64        // total tensor bytes written (decoded, before compression)
+	Stored     int64        // total tensor bytes on disk (after compression)
+	DTypes     []DTypeStats // totals per stored dtype, in DType order
+	FileSize   int64        // size of the output file
 }
 
 // ComponentReport summarises one converted component.
@@ -66,8 +75,54 @@ type ComponentReport struct {
 	Kind    ComponentKind
 	Files   []string // source weight files (KindModel) or tokenizer files
 	Tensors int
-	Params  int64 // elements of floating-point tensors (buffers such as int64 position_ids excluded)
-	Bytes   int64 // tensor bytes written (decoded, before compression)
+	Params  int64        // elements of floating-point tensors (buffers such as int64 position_ids excluded)
+	Bytes   int64        // tensor bytes written (decoded, before compression)
+	Stored  int64        // tensor bytes on disk (after compression)
+	DTypes  []DTypeStats // totals per stored dtype, in DType order
+}
+
+// DTypeStats totals the tensors stored with one dtype.
+type DTypeStats struct {
+	DType   loader.DType
+	Tensors int
+	Params  int64 // elements (the logical element count for Q8_0)
+	Bytes   int64 // bytes before compression (numel · size; numel/32 · 34 for Q8_0)
+	Stored  int64 // bytes on disk: the weight file stores a tensor zstd-compressed where that saves at least 20%
+}
+
+// Ratio is the compression ratio Bytes/Stored (1 when nothing was
+// compressed, 0 when nothing is stored).
+func (s DTypeStats) Ratio() float64 {
+	if s.Stored <= 0 {
+		return 0
+	}
+	return float64(s.Bytes) / float64(s.Stored)
+}
+
+// mergeDType adds the totals of add into list (kept in DType order).
+func mergeDType(list []DTypeStats, add DTypeStats) []DTypeStats {
+	i, found := slices.BinarySearchFunc(list, add.DType, func(s DTypeStats, d loader.DType) int { return cmp.Compare(s.DType, d) })
+	if !found {
+		list = slices.Insert(list, i, DTypeStats{DType: add.DType})
+	}
+	s := &list[i]
+	s.Tensors += add.Tensors
+	s.Params += add.Params
+	s.Bytes += add.Bytes
+	s.Stored += add.Stored
+	return list
+}
+
+// add appends a converted component to the report and to its totals.
+func (r *Report) add(cr *ComponentReport) {
+	r.Components = append(r.Components, *cr)
+	r.Tensors += cr.Tensors
+	r.Params += cr.Params
+	r.Bytes += cr.Bytes
+	r.Stored += cr.Stored
+	for _, d := range cr.DTypes {
+		r.DTypes = mergeDType(r.DTypes, d)
+	}
 }
 
 // Convert reads the diffusers pipeline folder src and writes every
@@ -127,10 +182,7 @@ func convertPipeline(p *Pipeline, w *loader.Writer, target loader.DType, opt Opt
 		if err != nil {
 			return nil, err
 		}
-		rep.Components = append(rep.Components, *cr)
-		rep.Tensors += cr.Tensors
-		rep.Params += cr.Params
-		rep.Bytes += cr.Bytes
+		rep.add(cr)
 		switch c.Kind {
 		case KindModel:
 			progress(opt.Progress, "  %-20s %-32s %5d tensors %14s params %10s\n",
@@ -181,92 +233,135 @@ func convertComponent(c *PipelineComponent, w *loader.Writer, target loader.DTyp
 	return cr, nil
 }
 
-// writeTensors converts every tensor of src (in src.Names() order) to
-// target and adds it to component comp, counting into cr; fileOf names the
-// file a tensor comes from, for errors.
+// writeTensors converts every tensor of src (in src.Names() order) to the
+// dtype StorageDType gives it for target and adds it to component comp,
+// counting into cr; fileOf names the file a tensor comes from, for errors.
 func writeTensors(w *loader.Writer, comp string, src loader.Source, fileOf func(string) string, target loader.DType, cr *ComponentReport) error {
 	for _, name := range src.Names() {
 		t, err := src.Tensor(name)
 		if err != nil {
 			return fmt.Errorf("convert: component %q: %w", comp, err)
 		}
-		out, err := ConvertTensor(t, target)
+		dt := t.DType
+		if isFloat(dt) {
+			dt = StorageDType(comp, name, t.Shape, target)
+		}
+		out, err := ConvertTensor(t, dt)
 		if err != nil {
 			return fmt.Errorf("convert: %s: tensor %q: %w", fileOf(name), name, err)
 		}
 		if err := w.AddTensor(comp, out); err != nil {
 			return fmt.Errorf("convert: %s: tensor %q: %w", fileOf(name), name, err)
 		}
-		cr.Tensors++
-		cr.Bytes += int64(len(out.Data))
-		if isFloat(out.DType) {
-			cr.Params += int64(out.Numel())
+		info, ok := w.Stored(comp + "/" + out.Name)
+		if !ok {
+			return fmt.Errorf("convert: %s: tensor %q: not in the index after writing", fileOf(name), name)
 		}
+		var params int64
+		if isFloat(out.DType) {
+			params = int64(out.Numel())
+		}
+		cr.Tensors++
+		cr.Params += params
+		cr.Bytes += info.RawSize
+		cr.Stored += info.Size
+		cr.DTypes = mergeDType(cr.DTypes, DTypeStats{DType: out.DType, Tensors: 1, Params: int64(out.Numel()), Bytes: info.RawSize, Stored: info.Size})
 	}
 	return nil
 }
 
+// isFloat reports whether d holds floating-point values (Q8_0 included).
 func isFloat(d loader.DType) bool {
-	return d == loader.F32 || d == loader.F16 || d == loader.BF16 || d == loader.F64
+	return d == loader.F32 || d == loader.F16 || d == loader.BF16 || d == loader.F64 || d == loader.Q8_0
 }
 
-// ConvertTensor stores a floating-point tensor (F32, F16, BF16, F64) as
-// target (F32 or F16); other dtypes are returned unchanged. Upcasting is
-// exact; narrowing rounds to nearest even (quant.F32ToF16 for F32, a single
-// correct rounding for F64). The result may alias t.Data.
+// ConvertTensor stores a floating-point tensor (F32, F16, BF16, F64, Q8_0)
+// as target (F32, F16 or Q8_0); other dtypes are returned unchanged.
+// Upcasting is exact; narrowing to F16 rounds to nearest even
+// (quant.F32ToF16 for F32, a single correct rounding for F64); Q8_0 is
+// quant.QuantizeQ8 of the values as float32, which needs a row length (the
+// product of the dimensions after the first) that is a multiple of 32 and
+// finite values of magnitude at most 127·65504. The result may alias
+// t.Data.
 func ConvertTensor(t loader.Tensor, target loader.DType) (loader.Tensor, error) {
-	if target != loader.F32 && target != loader.F16 {
+	if target != loader.F32 && target != loader.F16 && target != loader.Q8_0 {
 		return loader.Tensor{}, fmt.Errorf("cannot store tensors as %s", target)
 	}
-	n, err := checkedNumel(t.Shape)
+	size, err := t.DType.Bytes(t.Shape)
 	if err != nil {
 		return loader.Tensor{}, err
 	}
-	es := t.DType.Size()
-	if es == 0 {
-		return loader.Tensor{}, fmt.Errorf("invalid dtype %s", t.DType)
-	}
-	if n > math.MaxInt/es || len(t.Data) != n*es {
+	if len(t.Data) != size {
 		return loader.Tensor{}, fmt.Errorf("%d bytes for shape %v of %s", len(t.Data), t.Shape, t.DType)
 	}
 	if !isFloat(t.DType) || t.DType == target {
 		return t, nil
 	}
+	n := t.Numel() // fits: Bytes checked it
 	out := t
 	out.DType = target
 	src := t.Data
-	if target == loader.F32 {
+	switch {
+	case target == loader.Q8_0:
+		q, err := loader.Q8_0.Bytes(t.Shape)
+		if err != nil {
+			return loader.Tensor{}, fmt.Errorf("cannot store as Q8_0: %w", err)
+		}
+		dst := make([]byte, q)
+		if err := quant.QuantizeQ8(dst, toF32(t, n)); err != nil {
+			return loader.Tensor{}, fmt.Errorf("cannot store %v as Q8_0: %w", t.Shape, err)
+		}
+		out.Data = dst
+	case target == loader.F32:
 		dst := make([]byte, 4*n)
-		for i := range n {
-			var f float32
-			switch t.DType {
-			case loader.F16:
-				f = quant.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-			case loader.BF16:
-				f = quant.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-			case loader.F64:
-				f = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
-			}
+		for i, f := range toF32(t, n) {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
 		}
 		out.Data = dst
-		return out, nil
-	}
-	dst := make([]byte, 2*n)
-	for i := range n {
-		var h uint16
-		switch t.DType {
-		case loader.F32:
-			h = quant.F32ToF16(math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:])))
-		case loader.BF16:
-			h = quant.F32ToF16(quant.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:])))
-		case loader.F64:
-			h = f64ToF16(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
+	case t.DType == loader.F64:
+		dst := make([]byte, 2*n)
+		for i := range n {
+			binary.LittleEndian.PutUint16(dst[2*i:], f64ToF16(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:]))))
 		}
-		binary.LittleEndian.PutUint16(dst[2*i:], h)
+		out.Data = dst
+	default: // F16 from F32, BF16 or Q8_0: through float32, which holds them exactly
+		dst := make([]byte, 2*n)
+		for i, f := range toF32(t, n) {
+			binary.LittleEndian.PutUint16(dst[2*i:], quant.F32ToF16(f))
+		}
+		out.Data = dst
 	}
-	out.Data = dst
 	return out, nil
+}
+
+// toF32 decodes the n values of a float tensor whose size has been checked
+// (F64 rounds to nearest; the others are exact).
+func toF32(t loader.Tensor, n int) []float32 {
+	out := make([]float32, n)
+	src := t.Data
+	switch t.DType {
+	case loader.F32:
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+		}
+	case loader.F16:
+		for i := range out {
+			out[i] = quant.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case loader.BF16:
+		for i := range out {
+			out[i] = quant.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+		}
+	case loader.F64:
+		for i := range out {
+			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
+		}
+	case loader.Q8_0:
+		quant.DequantizeQ8(out, src)
+	default:
+		panic("convert: toF32 of " + t.DType.String()) // callers pass float tensors only
+	}
+	return out
 }
 
 // f64ToF16 rounds a float64 to binary16 once, to nearest even. It narrows
@@ -285,20 +380,6 @@ func f64ToF16(x float64) uint16 {
 		f = math.Float32frombits(math.Float32bits(f) | 1) // sticky bit: round to odd
 	}
 	return quant.F32ToF16(f)
-}
-
-func checkedNumel(shape []int) (int, error) {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return 0, fmt.Errorf("negative dimension in shape %v", shape)
-		}
-		if d != 0 && n > math.MaxInt/d {
-			return 0, fmt.Errorf("shape %v overflows", shape)
-		}
-		n *= d
-	}
-	return n, nil
 }
 
 // groupDigits writes n with thousands separators: 123,650,304.

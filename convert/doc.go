@@ -6,7 +6,11 @@
 // each component's configuration and weights (safetensors preferred, then
 // .bin; sharded *.index.json weight maps are followed), and every
 // component, configuration, tokenizer file and tensor goes into one file
-// that appears only when everything succeeded.
+// that appears only when everything succeeded. Float weights are stored as
+// Options.DType: f32, f16, or q8, for which StorageDType (policy.go) picks
+// the tensors stored as Q8_0 and stores the others as f16; the Report totals
+// tensors, parameters and bytes before and after compression per stored
+// dtype.
 //
 // PyTorch checkpoints are read by OpenTorch / ReadTorchFile, which parse the
 // torch.save zip archive and its data.pkl with Unpickle. Unpickle is a data

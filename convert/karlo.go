@@ -255,10 +255,7 @@ func writeKarlo(w *loader.Writer, comps []karloComponent, files KarloFiles, targ
 		default:
 			progress(opt.Progress, "  %-20s %-32s %s\n", c.name, c.class, c.kind)
 		}
-		rep.Components = append(rep.Components, *cr)
-		rep.Tensors += cr.Tensors
-		rep.Params += cr.Params
-		rep.Bytes += cr.Bytes
+		rep.add(cr)
 	}
 	return rep, nil
 }

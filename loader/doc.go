@@ -41,11 +41,11 @@
 //	  ],
 //	  "tensors": [
 //	    {"name": "decoder/conv_in.weight", // "<component>/<state-dict key>"
-//	     "dtype": "F32",                   // a safetensors dtype name
+//	     "dtype": "F32",                   // a safetensors dtype name or "Q8_0"
 //	     "shape": [320, 3, 3, 3],
 //	     "codec": "raw",                   // "raw" or "zstd"
 //	     "offset": 64, "size": 34560,      // stored bytes [offset, offset+size)
-//	     "raw_size": 34560,                // decoded bytes = numel*dtype size
+//	     "raw_size": 34560,                // decoded bytes (DType.Bytes)
 //	     "crc32c": 1234567890}             // CRC-32C of the decoded bytes
 //	  ],
 //	  "blobs": [                           // auxiliary files, same fields
@@ -58,8 +58,9 @@
 // Unknown fields are ignored, so later versions may add optional ones. Rules
 // a reader enforces: names are non-empty and unique (tensors and blobs are
 // separate namespaces); a tensor's dtype is known, its shape dimensions are
-// non-negative and their product times the dtype size (without int64
-// overflow) equals raw_size; every region lies within [16, I); a "raw"
+// non-negative and its byte length (the product of the dimensions times the
+// dtype size, or for Q8_0 that product / 32 · 34, without int64 overflow)
+// equals raw_size; every region lies within [16, I); a "raw"
 // region has size == raw_size and starts at a multiple of 64 (so F32 data
 // read in place is aligned); a "zstd" region is a zstd stream (one frame as
 // written) whose decoded length must equal raw_size; a frame that declares a
@@ -84,6 +85,26 @@
 // DefaultMinSaving (20%) of its bytes, unless changed with
 // Writer.SetMinSaving: float weights rarely compress that well and stay raw,
 // keeping them zero-copy.
+//
+// # Quantized tensors
+//
+// Besides the safetensors dtypes (F32, F16, BF16, F64, I64, I32, I16, I8,
+// U8, BOOL) a tensor may be "Q8_0": 8-bit blocks with a binary16 scale per
+// 32 values. Its "shape" is the logical float shape ([out, in] for a
+// Linear weight, [Cout, Cin, KH, KW] for a convolution). Rows, the elements
+// sharing the first index (a vector is one row), are stored one after
+// another, each as row length / 32 blocks of 34 bytes (2-byte little-endian
+// binary16 scale d, then 32 int8 q; value = d·q), so raw_size = numel / 32 ·
+// 34. The row length must be a multiple of 32 (no block spans two rows); a
+// reader refuses any other shape, and a scalar. quant/q8.go documents the
+// block layout and the rounding the converter uses. The loader does not
+// check values: a scale with Inf or NaN bits decodes to non-finite weights,
+// as such bits do in an F16 tensor.
+//
+// Q8_0 did not need a new format version: a reader of version 1 that
+// predates it refuses such a tensor with an "unknown dtype" error when it
+// opens the file, and misreads nothing. Safetensors has no Q8_0: its reader
+// refuses the name and its writer refuses such tensors.
 //
 // Component names contain no "/"; tensor names begin with their component's
 // name and a "/", and File.Sub(component) presents one component's tensors

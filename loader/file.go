@@ -178,7 +178,7 @@ func (f *File) checkTensor(t wireTensor, dataEnd int64) (TensorInfo, error) {
 	if err != nil {
 		return TensorInfo{}, f.errorf("tensor %q: %v", t.Name, err)
 	}
-	_, nbytes, err := byteSize(t.Shape, dt.Size())
+	_, nbytes, err := byteSize(t.Shape, dt)
 	if err != nil {
 		return TensorInfo{}, f.errorf("tensor %q: %v", t.Name, err)
 	}

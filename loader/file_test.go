@@ -61,6 +61,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		require.Equal(t, CodecRaw, codec["prior/embedding_proj.weight"])
 		require.Equal(t, CodecRaw, codec["prior/half"])
+		require.Equal(t, CodecRaw, codec["prior/q8"])
 		require.Equal(t, CodecRaw, codec["prior/big_random"])
 		require.Equal(t, CodecRaw, codec["text_proj/mask"]) // below minCompress
 		require.Equal(t, CodecZstd, codec["prior/zeros"])

@@ -35,6 +35,11 @@ func writeTinyD2(t testing.TB, path string) {
 	}
 	require.NoError(t, w.AddTensor("prior", Tensor{Name: "ids", DType: I64, Shape: []int{1, 16}, Data: i64Bytes(ids)}))
 	require.NoError(t, w.AddTensor("prior", Tensor{Name: "mask", DType: Bool, Shape: []int{3}, Data: []byte{1, 0, 1}}))
+	q8 := make([]byte, 2*q8BlockBytes) // [2, 32]: two rows of one block
+	for i := range q8 {
+		q8[i] = byte(i*37 + 11)
+	}
+	require.NoError(t, w.AddTensor("prior", Tensor{Name: "q8", DType: Q8_0, Shape: []int{2, 32}, Data: q8}))
 	require.NoError(t, w.AddBlob("tokenizer/merges.txt", []byte(repeatText("t h\nth e</w>\n", 8))))
 	require.NoError(t, w.AddBlob("tokenizer/raw", []byte("abc")))
 	require.NoError(t, w.Commit())
@@ -89,6 +94,7 @@ func FuzzSafetensorsHeader(f *testing.F) {
 		}
 	}
 	f.Add(stFile(`{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}`, 2))
+	f.Add(stFile(`{"w":{"dtype":"Q8_0","shape":[1,32],"data_offsets":[0,34]}}`, 34)) // refused
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseSafetensors(data, "fuzz")
 		if err != nil {
@@ -102,8 +108,8 @@ func FuzzSafetensorsHeader(f *testing.F) {
 			if !within(tn.Data, data) {
 				t.Fatalf("tensor %q: data outside the input", name)
 			}
-			if len(tn.Data) != tn.Numel()*tn.DType.Size() {
-				t.Fatalf("tensor %q: %d bytes for %s %v", name, len(tn.Data), tn.DType, tn.Shape)
+			if n, err := tn.DType.Bytes(tn.Shape); err != nil || len(tn.Data) != n || tn.DType == Q8_0 {
+				t.Fatalf("tensor %q: %d bytes for %s %v (%v)", name, len(tn.Data), tn.DType, tn.Shape, err)
 			}
 		}
 	})
@@ -141,8 +147,8 @@ func FuzzWeightFile(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if int64(len(tn.Data)) != info.RawSize || len(tn.Data) != tn.Numel()*tn.DType.Size() {
-				t.Fatalf("tensor %q: %d bytes, raw_size %d, %s %v", info.Name, len(tn.Data), info.RawSize, tn.DType, tn.Shape)
+			if n, err := tn.DType.Bytes(tn.Shape); err != nil || int64(len(tn.Data)) != info.RawSize || len(tn.Data) != n {
+				t.Fatalf("tensor %q: %d bytes, raw_size %d, %s %v (%v)", info.Name, len(tn.Data), info.RawSize, tn.DType, tn.Shape, err)
 			}
 			if info.Codec == CodecRaw && !within(tn.Data, data) {
 				t.Fatalf("raw tensor %q: data outside the input", info.Name)

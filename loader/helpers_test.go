@@ -111,6 +111,7 @@ func newSample(big bool) *sample {
 	add("prior", "zeros", F32, []int{64, 64}, make([]byte, 64*64*4))
 	add("prior", "half", F16, []int{3, 5, 7}, randBytes(r, 3*5*7*2))
 	add("prior", "bhalf", BF16, []int{10}, randBytes(r, 20))
+	add("prior", "q8", Q8_0, []int{3, 2, 32}, randBytes(r, 3*2*q8BlockBytes)) // rows of 64: 2 blocks each
 	ids := make([]int64, 77)
 	for i := range ids {
 		ids[i] = int64(i)

@@ -19,8 +19,8 @@ func checkOpened(t *testing.T, file *File, data []byte) {
 		if err != nil {
 			continue
 		}
-		if int64(len(tn.Data)) != info.RawSize || len(tn.Data) != tn.Numel()*tn.DType.Size() {
-			t.Fatalf("tensor %q: %d bytes, raw_size %d, %s %v", info.Name, len(tn.Data), info.RawSize, tn.DType, tn.Shape)
+		if n, err := tn.DType.Bytes(tn.Shape); err != nil || int64(len(tn.Data)) != info.RawSize || len(tn.Data) != n {
+			t.Fatalf("tensor %q: %d bytes, raw_size %d, %s %v (%v)", info.Name, len(tn.Data), info.RawSize, tn.DType, tn.Shape, err)
 		}
 		if info.Codec == CodecRaw && !within(tn.Data, data) {
 			t.Fatalf("raw tensor %q: data outside the input", info.Name)
@@ -64,6 +64,8 @@ func FuzzWeightIndex(f *testing.F) {
 		f.Add(b[off:len(b)-TrailerSize], i == 1)
 	}
 	f.Add([]byte(`{"version":1,"tensors":[{"name":"a/b","dtype":"F32","shape":[0],"codec":"raw","offset":64}]}`), false)
+	f.Add([]byte(`{"version":1,"tensors":[{"name":"a/q","dtype":"Q8_0","shape":[1,32],"codec":"raw","offset":64,"size":34,"raw_size":34}]}`), false)
+	f.Add([]byte(`{"version":1,"tensors":[{"name":"a/q","dtype":"Q8_0","shape":[2,3,4],"codec":"raw","offset":64,"size":0,"raw_size":0}]}`), false)
 	f.Add([]byte(`{"version":1,"blobs":[{"name":"x","codec":"zstd","offset":64,"size":20,"raw_size":655360,"stored_crc32c":0}]}`), true)
 	f.Fuzz(func(t *testing.T, index []byte, fresh bool) {
 		head := heads[0]

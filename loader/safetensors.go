@@ -45,7 +45,8 @@ func OpenSafetensors(path string) (*Safetensors, error) {
 }
 
 // ParseSafetensors parses an in-memory .safetensors file; name is used in
-// errors. The tensors' Data alias data.
+// errors. The tensors' Data alias data. Only safetensors dtypes are
+// accepted: a header naming dalle2's Q8_0 is refused.
 func ParseSafetensors(data []byte, name string) (*Safetensors, error) {
 	fail := func(format string, args ...any) (*Safetensors, error) {
 		return nil, fmt.Errorf("loader: %s: "+format, append([]any{name}, args...)...)
@@ -104,7 +105,11 @@ func parseSafetensorsEntry(key string, raw json.RawMessage, body []byte) (Tensor
 	if err != nil {
 		return Tensor{}, err
 	}
-	_, nbytes, err := byteSize(*e.Shape, dt.Size())
+	if dt == Q8_0 {
+		// dalle2's own block format: no safetensors writer produces it.
+		return Tensor{}, fmt.Errorf("dtype %q is not a safetensors dtype", *e.DType)
+	}
+	_, nbytes, err := byteSize(*e.Shape, dt)
 	if err != nil {
 		return Tensor{}, err
 	}
@@ -161,7 +166,8 @@ func (s *Safetensors) Close() error {
 // WriteSafetensors writes tensors and optional metadata to path atomically
 // (a temporary file in the same directory, fsynced and renamed). Tensors are
 // stored sorted by name; the header is padded with spaces to a multiple of 8
-// bytes so that data begins 8-byte aligned.
+// bytes so that data begins 8-byte aligned. Q8_0 tensors are refused
+// (safetensors has no such dtype).
 func WriteSafetensors(path string, tensors []Tensor, meta map[string]string) error {
 	sorted := slices.Clone(tensors)
 	slices.SortFunc(sorted, func(a, b Tensor) int { return strings.Compare(a.Name, b.Name) })
@@ -185,6 +191,9 @@ func WriteSafetensors(path string, tensors []Tensor, meta map[string]string) err
 		}
 		if err := checkTensorData(t); err != nil {
 			return fmt.Errorf("loader: %s: %w", path, err)
+		}
+		if t.DType == Q8_0 {
+			return fmt.Errorf("loader: %s: tensor %q: safetensors cannot store %s", path, t.Name, t.DType)
 		}
 		if h.Len() > 1 {
 			h.WriteByte(',')

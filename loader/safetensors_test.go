@@ -134,6 +134,7 @@ func TestWriteSafetensorsErrors(t *testing.T) {
 		{[]Tensor{{Name: "b", DType: F32, Shape: []int{2}, Data: make([]byte, 4)}}, `tensor "b": F32 [2] needs 8 bytes, got 4`},
 		{[]Tensor{{Name: "b", DType: Invalid}}, `tensor "b": invalid dtype`},
 		{[]Tensor{{Name: "\xff", DType: U8}}, `invalid tensor name "\xff"`},
+		{[]Tensor{{Name: "q", DType: Q8_0, Shape: []int{1, 32}, Data: make([]byte, 34)}}, `tensor "q": safetensors cannot store Q8_0`},
 	} {
 		err := WriteSafetensors(path, c.ts, nil)
 		require.ErrorContains(t, err, "loader: "+path+": ")
@@ -170,6 +171,7 @@ func TestSafetensorsHostile(t *testing.T) {
 		{"metadata not strings", stFile(`{"__metadata__":{"a":1}}`, 0), "__metadata__ must map strings to strings"},
 		{"entry not object", stFile(`{"w":5}`, 0), `tensor "w": json: cannot unmarshal number`},
 		{"unknown dtype", stFile(`{"w":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}`, 1), `tensor "w": unknown dtype "F8_E4M3"`},
+		{"dalle2's Q8_0", stFile(`{"w":{"dtype":"Q8_0","shape":[1,32],"data_offsets":[0,34]}}`, 34), `tensor "w": dtype "Q8_0" is not a safetensors dtype`},
 		{"missing shape", stFile(`{"w":{"dtype":"F32","data_offsets":[0,4]}}`, 4), `tensor "w": entry needs "dtype", "shape" and "data_offsets"`},
 		{"missing offsets", stFile(`{"w":{"dtype":"F32","shape":[1]}}`, 4), `entry needs`},
 		{"negative dim", stFile(`{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, 4), `tensor "w": shape [-1]: negative dimension -1`},

@@ -13,10 +13,14 @@ import (
 
 const maxInt = int(^uint(0) >> 1)
 
-// byteSize returns the element count of shape and the byte count of that
-// many elements of size bytes each, failing on negative dimensions and on
-// int64 (or int) overflow.
-func byteSize(shape []int64, size int) (numel, nbytes int64, err error) {
+// byteSize returns the element count of shape and the byte length of a
+// tensor of that shape and dtype (see DType.Bytes), failing on an invalid
+// dtype, negative dimensions, int64 (or int) overflow and, for Q8_0, a row
+// length that is not a whole number of blocks.
+func byteSize(shape []int64, dt DType) (numel, nbytes int64, err error) {
+	if !dt.Valid() {
+		return 0, 0, fmt.Errorf("invalid dtype %v", dt)
+	}
 	n := uint64(1)
 	for _, d := range shape {
 		if d < 0 {
@@ -28,9 +32,32 @@ func byteSize(shape []int64, size int) (numel, nbytes int64, err error) {
 		}
 		n = lo
 	}
-	hi, lo := bits.Mul64(n, uint64(size))
+	// Bytes per unit and elements per unit: an element, or a Q8_0 block.
+	per, unit := uint64(dt.Size()), uint64(1)
+	if dt == Q8_0 {
+		if len(shape) == 0 {
+			return 0, 0, fmt.Errorf("shape %v: a %s tensor needs at least one dimension", shape, dt)
+		}
+		row := n // the only dimension of a vector
+		if len(shape) > 1 {
+			row = 1
+			for _, d := range shape[1:] {
+				// Wraps only when n is 0; the residue mod 32 is
+				// still exact (32 divides 2^64).
+				row *= uint64(d)
+			}
+		}
+		if row%q8Block != 0 {
+			return 0, 0, fmt.Errorf("shape %v: %s row length %d is not a multiple of %d", shape, dt, row, q8Block)
+		}
+		per, unit = q8BlockBytes, q8Block
+	}
+	hi, lo := bits.Mul64(n/unit, per)
 	if hi != 0 || lo > math.MaxInt64 || lo > uint64(maxInt) {
-		return 0, 0, fmt.Errorf("shape %v: %d elements of %d bytes overflow int", shape, n, size)
+		if dt == Q8_0 {
+			return 0, 0, fmt.Errorf("shape %v: %d elements of %s overflow int", shape, n, dt)
+		}
+		return 0, 0, fmt.Errorf("shape %v: %d elements of %d bytes overflow int", shape, n, per)
 	}
 	return int64(n), int64(lo), nil
 }
@@ -56,10 +83,7 @@ func int64Shape(shape []int) []int64 {
 
 // checkTensorData validates a tensor given to a writer.
 func checkTensorData(t Tensor) error {
-	if t.DType == Invalid || t.DType.Size() == 0 {
-		return fmt.Errorf("tensor %q: invalid dtype %v", t.Name, t.DType)
-	}
-	_, n, err := byteSize(int64Shape(t.Shape), t.DType.Size())
+	_, n, err := byteSize(int64Shape(t.Shape), t.DType)
 	if err != nil {
 		return fmt.Errorf("tensor %q: %w", t.Name, err)
 	}

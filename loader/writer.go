@@ -52,6 +52,7 @@ type Writer struct {
 	tensors    []wireTensor
 	blobs      []wireBlob
 	names      map[string]bool // components, tensors and blobs, prefixed
+	tensorAt   map[string]int  // full tensor name -> index in tensors
 }
 
 // Create starts a weight file that Commit will place at path. It writes to
@@ -69,6 +70,7 @@ func Create(path string) (*Writer, error) {
 		minSaving: DefaultMinSaving,
 		meta:      map[string]string{},
 		names:     map[string]bool{},
+		tensorAt:  map[string]int{},
 	}
 	var pre [PreambleSize]byte
 	copy(pre[:], Magic)
@@ -136,11 +138,30 @@ func (w *Writer) AddTensor(component string, t Tensor) error {
 		return w.err
 	}
 	w.names["t:"+name] = true
+	w.tensorAt[name] = len(w.tensors)
 	w.tensors = append(w.tensors, wireTensor{
 		Name: name, DType: t.DType.String(), Shape: int64Shape(t.Shape), Codec: codec,
 		Offset: off, Size: size, RawSize: int64(len(t.Data)), CRC32C: crc, StoredCRC32C: storedCRC,
 	})
 	return nil
+}
+
+// Stored returns the index entry of a tensor already added, by full name
+// ("<component>/<key>"): how it was stored (codec, stored size) and its
+// decoded size, so that a converter can report what compression saved.
+// ok is false for a name not added.
+func (w *Writer) Stored(name string) (info TensorInfo, ok bool) {
+	i, ok := w.tensorAt[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	t := w.tensors[i]
+	dt, _ := ParseDType(t.DType) // written by AddTensor from a valid DType
+	return TensorInfo{
+		Name: t.Name, DType: dt, Shape: intShape(t.Shape), Codec: t.Codec,
+		Offset: t.Offset, Size: t.Size, RawSize: t.RawSize, CRC32C: t.CRC32C,
+		stored: t.StoredCRC32C,
+	}, true
 }
 
 // AddBlob stores an auxiliary file such as "tokenizer/vocab.json".

@@ -105,6 +105,9 @@ func TestWriterValidation(t *testing.T) {
 		{w.AddTensor("prior", Tensor{Name: "x", DType: Invalid, Data: nil}), `tensor "prior/x": invalid dtype invalid`},
 		{w.AddTensor("prior", Tensor{Name: "x", DType: DType(99), Data: nil}), `invalid dtype DType(99)`},
 		{w.AddTensor("prior", Tensor{Name: "x", DType: F32, Shape: []int{-1}}), `negative dimension -1`},
+		{w.AddTensor("prior", Tensor{Name: "x", DType: Q8_0, Shape: []int{2, 32}, Data: make([]byte, 64)}), `tensor "prior/x": Q8_0 [2 32] needs 68 bytes, got 64`},
+		{w.AddTensor("prior", Tensor{Name: "x", DType: Q8_0, Shape: []int{32, 3}, Data: make([]byte, 102)}), `tensor "prior/x": shape [32 3]: Q8_0 row length 3 is not a multiple of 32`},
+		{w.AddTensor("prior", Tensor{Name: "x", DType: Q8_0, Shape: []int{}, Data: make([]byte, 34)}), `tensor "prior/x": shape []: a Q8_0 tensor needs at least one dimension`},
 		{w.AddBlob("", nil), "empty blob name"},
 	}
 	for _, e := range errs {
