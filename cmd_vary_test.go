@@ -280,3 +280,34 @@ func TestVaryCLIErrors(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, msg, "prior")
 }
+
+// TestLowMemoryFlag: --low-memory writes the same bytes as a normal run:
+// gen with the built-in model (in memory) and a converted file (memory
+// mapped, so the released pages really go), vary and edit with an image
+// model. Two steps per stage keep it fast; -short runs gen and vary only.
+func TestLowMemoryFlag(t *testing.T) {
+	dir := t.TempDir()
+	steps := []string{"--decoder-steps", "2", "--sr-steps", "2", "--seed", "4", "-q"}
+	same := func(args ...string) {
+		t.Helper()
+		var outs [][]byte
+		for i, extra := range [][]string{nil, {"--low-memory"}} {
+			out := filepath.Join(dir, fmt.Sprintf("low%d.png", i))
+			a := append(append(append([]string{}, args...), "-o", out), steps...)
+			code, msg := runCapture(append(a, extra...)...)
+			require.Equal(t, 0, code, "%q %q: %s", args, extra, msg)
+			b, err := os.ReadFile(out)
+			require.NoError(t, err)
+			outs = append(outs, b)
+		}
+		require.Equal(t, outs[0], outs[1], "%q: --low-memory changed the PNG", args)
+	}
+	same("gen", "a red horse", "--prior-steps", "2")
+	root := goldenRoot(t)
+	img := filepath.Join(root, "cases", "variation_input_48x40.png")
+	same("vary", img, "--model", variationModel(t))
+	if !testing.Short() {
+		same("gen", "a red horse", "--prior-steps", "2", "--model", tinyModel(t))
+		same("edit", img, "a red horse", "--alpha", "0.5", "--prior-steps", "2", "--model", comboModel(t))
+	}
+}

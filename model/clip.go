@@ -26,7 +26,7 @@ type clipLinear struct {
 // bindClipLinear binds key.weight (and key.bias when bias is set).
 func bindClipLinear(b *binder, key string, out, in int, bias bool) clipLinear {
 	s := b.sub(key)
-	l := clipLinear{Weight: s.tensor("weight", out, in)}
+	l := clipLinear{Weight: s.weight("weight", out, in)}
 	if bias {
 		l.Bias = s.tensor("bias", out)
 	}
@@ -297,7 +297,7 @@ func NewCLIPTextModel(cfg CLIPTextConfig, src loader.Source) (*CLIPTextModel, er
 			act:    act,
 		},
 		FinalLayerNorm: bindClipNorm(t, "final_layer_norm", d, eps),
-		TextProjection: b.sub("text_projection").tensor("weight", cfg.ProjectionDim, d),
+		TextProjection: b.sub("text_projection").weight("weight", cfg.ProjectionDim, d),
 	}
 	if err := b.err(); err != nil {
 		return nil, err
@@ -480,7 +480,7 @@ func NewCLIPVisionModel(cfg CLIPVisionConfig, src loader.Source) (*CLIPVisionMod
 	m := &CLIPVisionModel{
 		Config:            cfg,
 		ClassEmbedding:    e.tensor("class_embedding", d),
-		PatchEmbedding:    e.sub("patch_embedding").tensor("weight", d, cfg.NumChannels, cfg.PatchSize, cfg.PatchSize),
+		PatchEmbedding:    e.sub("patch_embedding").weight("weight", d, cfg.NumChannels, cfg.PatchSize, cfg.PatchSize),
 		PositionEmbedding: e.sub("position_embedding").tensor("weight", g*g+1, d),
 		PreLayrnorm:       bindClipNorm(v, "pre_layrnorm", d, eps),
 		Encoder: clipEncoder{
@@ -490,7 +490,7 @@ func NewCLIPVisionModel(cfg CLIPVisionConfig, src loader.Source) (*CLIPVisionMod
 			act:    act,
 		},
 		PostLayernorm:    bindClipNorm(v, "post_layernorm", d, eps),
-		VisualProjection: b.sub("visual_projection").tensor("weight", cfg.ProjectionDim, d),
+		VisualProjection: b.sub("visual_projection").weight("weight", cfg.ProjectionDim, d),
 	}
 	if err := b.err(); err != nil {
 		return nil, err

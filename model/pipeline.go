@@ -13,7 +13,13 @@ import (
 
 // Pipeline is a loaded unCLIP pipeline: diffusers' UnCLIPPipeline (text to
 // image) and, when the file has an image encoder, the image-variation
-// pipeline. Components the file lacks are nil.
+// pipeline. Components the file lacks are nil (Has tells which the file
+// has).
+//
+// In low-memory mode (LoadOptions.LowMemory) the model fields (TextEncoder
+// … ImageEncoder) are nil except for the model of the stage running (or
+// that ran last): each is built right before its stage and released before
+// the next one.
 type Pipeline struct {
 	Tokenizer         *Tokenizer
 	TextEncoder       *CLIPTextModel
@@ -35,110 +41,9 @@ type Pipeline struct {
 	DecoderConfig  UNetConfig
 	SuperResConfig UNetConfig // super_res_first's: its sample_size is the output size
 	Meta           map[string]string
-}
 
-// LoadPipeline builds every component stored in f. Problems in several
-// components are reported together.
-func LoadPipeline(f *loader.File) (*Pipeline, error) {
-	p := &Pipeline{Meta: f.Meta()}
-	var errs []error
-	fail := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	config := func(name string) ([]byte, bool) {
-		c, ok := f.Component(name)
-		return c.Config, ok
-	}
-
-	vocab, err1 := f.Blob("tokenizer/vocab.json")
-	merges, err2 := f.Blob("tokenizer/merges.txt")
-	if err := errors.Join(err1, err2); err != nil {
-		fail(fmt.Errorf("tokenizer: %w", err))
-	} else if p.Tokenizer, err = NewTokenizer(vocab, merges); err != nil {
-		fail(fmt.Errorf("tokenizer: %w", err))
-	}
-
-	if raw, ok := config("text_encoder"); ok {
-		cfg, err := ParseCLIPTextConfig(raw)
-		if err == nil {
-			p.TextEncoder, err = NewCLIPTextModel(cfg, f.Sub("text_encoder"))
-		}
-		fail(wrap("text_encoder", err))
-	}
-	if raw, ok := config("prior"); ok {
-		cfg, err := ParsePriorConfig(raw)
-		if err == nil {
-			p.Prior, err = NewPrior(cfg, f.Sub("prior"))
-		}
-		fail(wrap("prior", err))
-	}
-	if raw, ok := config("text_proj"); ok {
-		cfg, err := ParseUnCLIPTextProjConfig(raw)
-		if err == nil {
-			p.TextProjConfig = cfg
-			p.TextProj, err = NewTextProj(cfg, f.Sub("text_proj"))
-		}
-		fail(wrap("text_proj", err))
-	}
-	unet := func(name string, keep *UNetConfig) *UNet {
-		raw, ok := config(name)
-		if !ok {
-			return nil
-		}
-		cfg, err := ParseUNetConfig(raw)
-		var u *UNet
-		if err == nil {
-			if keep != nil {
-				*keep = cfg
-			}
-			u, err = NewUNet(cfg, f.Sub(name))
-		}
-		fail(wrap(name, err))
-		return u
-	}
-	p.Decoder = unet("decoder", &p.DecoderConfig)
-	p.SuperResFirst = unet("super_res_first", &p.SuperResConfig)
-	p.SuperResLast = unet("super_res_last", nil)
-	if raw, ok := config("image_encoder"); ok {
-		cfg, err := ParseCLIPVisionConfig(raw)
-		if err == nil {
-			p.ImageEncoder, err = NewCLIPVisionModel(cfg, f.Sub("image_encoder"))
-		}
-		fail(wrap("image_encoder", err))
-	}
-	if raw, ok := config("feature_extractor"); ok {
-		cfg, err := ParseCLIPImageProcessorConfig(raw)
-		if err == nil {
-			p.FeatureExtractor = &cfg
-		}
-		fail(wrap("feature_extractor", err))
-	}
-	sched := func(name string) *Scheduler {
-		raw, ok := config(name)
-		if !ok {
-			return nil
-		}
-		cfg, err := ParseSchedulerConfig(raw)
-		var s *Scheduler
-		if err == nil {
-			s, err = NewScheduler(cfg)
-		}
-		fail(wrap(name, err))
-		return s
-	}
-	p.PriorScheduler = sched("prior_scheduler")
-	p.DecoderScheduler = sched("decoder_scheduler")
-	p.SuperResScheduler = sched("super_res_scheduler")
-
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := p.checkConsistency(); err != nil {
-		return nil, err
-	}
-	return p, nil
+	parts configs      // every model component's config (nil: not in the file)
+	file  *loader.File // low-memory mode: where models are built from; else nil
 }
 
 func wrap(component string, err error) error {
@@ -205,8 +110,8 @@ type StageTiming struct {
 
 // Generate runs text to image. It checks ctx between denoising steps.
 func (p *Pipeline) Generate(ctx context.Context, o Options) (*Result, error) {
-	if p.Tokenizer == nil || p.TextEncoder == nil || p.Prior == nil || p.PriorScheduler == nil ||
-		p.TextProj == nil || p.Decoder == nil || p.DecoderScheduler == nil {
+	if p.Tokenizer == nil || !p.Has("text_encoder") || !p.Has("prior") || p.PriorScheduler == nil ||
+		!p.Has("text_proj") || !p.Has("decoder") || p.DecoderScheduler == nil {
 		return nil, errors.New("this model file has no text-to-image pipeline (needs tokenizer, text_encoder, prior, text_proj, decoder and their schedulers)")
 	}
 	if o.Noise == nil {
@@ -250,7 +155,7 @@ func (p *Pipeline) Generate(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	lap("decoder")
-	if !o.DecoderOnly && p.SuperResFirst != nil {
+	if !o.DecoderOnly && p.Has("super_res_first") {
 		if final, err = p.runSuperRes(ctx, final, o, trace); err != nil {
 			return nil, err
 		}
@@ -272,6 +177,9 @@ type textCond struct {
 // encodeText tokenizes and encodes the prompts (and "" for the
 // unconditional half when cfg is set), as diffusers' _encode_prompt does.
 func (p *Pipeline) encodeText(prompts []string, perPrompt int, cfg bool) (textCond, error) {
+	if err := p.use("text_encoder"); err != nil {
+		return textCond{}, err
+	}
 	cond := p.encodeBatch(prompts, perPrompt)
 	if !cfg {
 		return cond, nil
@@ -332,6 +240,9 @@ func doubled(dst, x *ops.Tensor) *ops.Tensor {
 }
 
 func (p *Pipeline) runPrior(ctx context.Context, text textCond, cfg bool, o Options, trace func(string, *ops.Tensor)) (*ops.Tensor, error) {
+	if err := p.use("prior"); err != nil {
+		return nil, err
+	}
 	n := len(o.Prompts) * o.ImagesPerPrompt
 	e := p.Prior.EmbeddingDim()
 	ts, err := p.PriorScheduler.Timesteps(o.PriorSteps)
@@ -449,6 +360,9 @@ func progress(o Options, stage string, step, total int) {
 // the text, and returns the clamped 64×64 sample ([N, 3, S, S]).
 func (p *Pipeline) runDecoder(ctx context.Context, img *ops.Tensor, text textCond, cfg bool, o Options, trace func(string, *ops.Tensor)) (*ops.Tensor, error) {
 	n := img.Dim(0)
+	if err := p.use("text_proj"); err != nil {
+		return nil, err
+	}
 	ctxStates, additive := p.TextProj.Forward(img, text.embeds, text.hidden, cfg)
 	// Keep copies: the text_proj arena is reused by the next call.
 	ctxStates, additive = ctxStates.Clone(), additive.Clone()
@@ -468,6 +382,9 @@ func (p *Pipeline) runDecoder(ctx context.Context, img *ops.Tensor, text textCon
 	ts, err := p.DecoderScheduler.Timesteps(o.DecoderSteps)
 	if err != nil {
 		return nil, fmt.Errorf("decoder steps: %w", err)
+	}
+	if err := p.use("decoder"); err != nil {
+		return nil, err
 	}
 	y, err := o.Noise.Draw("inputs.decoder_latents", n, c, s, s)
 	if err != nil {
@@ -511,9 +428,11 @@ func (p *Pipeline) runDecoder(ctx context.Context, img *ops.Tensor, text textCon
 }
 
 // runSuperRes upsamples the decoder output and runs the super-resolution
-// U-Nets (super_res_last on the final step only, no guidance).
+// U-Nets (super_res_last on the final step only, no guidance). In
+// low-memory mode super_res_last is built for the final step, after
+// super_res_first is released.
 func (p *Pipeline) runSuperRes(ctx context.Context, small *ops.Tensor, o Options, trace func(string, *ops.Tensor)) (*ops.Tensor, error) {
-	if p.SuperResLast == nil || p.SuperResScheduler == nil {
+	if !p.Has("super_res_last") || p.SuperResScheduler == nil {
 		return nil, errors.New("this model file has super_res_first but no super_res_last or super_res_scheduler")
 	}
 	n, size := small.Dim(0), p.SuperResConfig.SampleSize
@@ -542,11 +461,14 @@ func (p *Pipeline) runSuperRes(ctx context.Context, small *ops.Tensor, o Options
 		name := fmt.Sprintf("super_res.%02d.", i)
 		ops.Concat(in, 1, z, up)
 		trace(name+"model_input", in)
-		unet := p.SuperResFirst
+		stage, unet := "super_res_first", &p.SuperResFirst
 		if i == len(ts)-1 {
-			unet = p.SuperResLast
+			stage, unet = "super_res_last", &p.SuperResLast
 		}
-		out := unet.Forward(in, t, nil, nil, nil)
+		if err := p.use(stage); err != nil {
+			return nil, err
+		}
+		out := (*unet).Forward(in, t, nil, nil, nil)
 		trace(name+"model_output", out)
 		if err := p.step(p.SuperResScheduler, name, out, z, ts, i, o.Noise, next, pred, trace); err != nil {
 			return nil, err

@@ -13,16 +13,16 @@ import (
 func (p *Pipeline) checkConsistency() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	te, pr, tp := p.TextEncoder, p.Prior, p.TextProj
+	te, pr, tp := p.parts.textEncoder, p.parts.prior, p.parts.textProj
 
-	if p.Tokenizer != nil && te != nil && p.Tokenizer.VocabSize() > te.Config.VocabSize {
-		bad("tokenizer: vocab.json has ids up to %d, text_encoder vocab_size is %d", p.Tokenizer.VocabSize()-1, te.Config.VocabSize)
+	if p.Tokenizer != nil && te != nil && p.Tokenizer.VocabSize() > te.VocabSize {
+		bad("tokenizer: vocab.json has ids up to %d, text_encoder vocab_size is %d", p.Tokenizer.VocabSize()-1, te.VocabSize)
 	}
-	if te != nil && te.Config.MaxPositionEmbeddings < ContextLength {
-		bad("text_encoder: max_position_embeddings %d, prompts are %d tokens", te.Config.MaxPositionEmbeddings, ContextLength)
+	if te != nil && te.MaxPositionEmbeddings < ContextLength {
+		bad("text_encoder: max_position_embeddings %d, prompts are %d tokens", te.MaxPositionEmbeddings, ContextLength)
 	}
 	if pr != nil {
-		c := pr.Config
+		c := pr
 		if c.ClipEmbedDim != c.EmbeddingDim {
 			bad("prior: clip_embed_dim %d differs from embedding_dim %d (the prior denoises its own output)", c.ClipEmbedDim, c.EmbeddingDim)
 		}
@@ -30,11 +30,11 @@ func (p *Pipeline) checkConsistency() error {
 			if c.NumEmbeddings != ContextLength {
 				bad("prior: num_embeddings %d, prompts are %d tokens", c.NumEmbeddings, ContextLength)
 			}
-			if c.EmbeddingDim != te.Config.HiddenSize {
-				bad("prior: embedding_dim %d, text_encoder hidden_size is %d", c.EmbeddingDim, te.Config.HiddenSize)
+			if c.EmbeddingDim != te.HiddenSize {
+				bad("prior: embedding_dim %d, text_encoder hidden_size is %d", c.EmbeddingDim, te.HiddenSize)
 			}
-			if c.EmbeddingProjDim != te.Config.ProjectionDim {
-				bad("prior: embedding_proj_dim %d, text_encoder projection_dim is %d", c.EmbeddingProjDim, te.Config.ProjectionDim)
+			if c.EmbeddingProjDim != te.ProjectionDim {
+				bad("prior: embedding_proj_dim %d, text_encoder projection_dim is %d", c.EmbeddingProjDim, te.ProjectionDim)
 			}
 		}
 		if p.PriorScheduler != nil {
@@ -44,27 +44,26 @@ func (p *Pipeline) checkConsistency() error {
 		}
 	}
 	if tp != nil {
-		e := p.TextProjConfig.ClipEmbeddingsDim
-		if te != nil && (te.Config.ProjectionDim != e || te.Config.HiddenSize != e) {
-			bad("text_proj: clip_embeddings_dim %d, text_encoder projection_dim %d and hidden_size %d", e, te.Config.ProjectionDim, te.Config.HiddenSize)
+		e := tp.ClipEmbeddingsDim
+		if te != nil && (te.ProjectionDim != e || te.HiddenSize != e) {
+			bad("text_proj: clip_embeddings_dim %d, text_encoder projection_dim %d and hidden_size %d", e, te.ProjectionDim, te.HiddenSize)
 		}
-		if pr != nil && pr.Config.ClipEmbedDim != e {
-			bad("text_proj: clip_embeddings_dim %d, the prior makes %d-dimensional image embeddings", e, pr.Config.ClipEmbedDim)
+		if pr != nil && pr.ClipEmbedDim != e {
+			bad("text_proj: clip_embeddings_dim %d, the prior makes %d-dimensional image embeddings", e, pr.ClipEmbedDim)
 		}
-		if p.ImageEncoder != nil && p.ImageEncoder.Config.ProjectionDim != e {
-			bad("text_proj: clip_embeddings_dim %d, image_encoder projection_dim is %d", e, p.ImageEncoder.Config.ProjectionDim)
+		if ie := p.parts.imageEncoder; ie != nil && ie.ProjectionDim != e {
+			bad("text_proj: clip_embeddings_dim %d, image_encoder projection_dim is %d", e, ie.ProjectionDim)
 		}
 	}
-	if d := p.Decoder; d != nil {
-		c := &p.DecoderConfig
+	if c := p.parts.decoder; c != nil {
 		if err := sampleFits(c, c.SampleSize); err != nil {
 			bad("decoder: %v", err)
 		}
-		if tp != nil && c.usesCrossAttention() && c.CrossAttentionDim != p.TextProjConfig.CrossAttentionDim {
-			bad("decoder: cross_attention_dim %d, text_proj makes %d", c.CrossAttentionDim, p.TextProjConfig.CrossAttentionDim)
+		if tp != nil && c.usesCrossAttention() && c.CrossAttentionDim != tp.CrossAttentionDim {
+			bad("decoder: cross_attention_dim %d, text_proj makes %d", c.CrossAttentionDim, tp.CrossAttentionDim)
 		}
-		if tp != nil && c.ClassEmbedType == "identity" && c.TimeEmbedDim != p.TextProjConfig.TimeEmbedDim {
-			bad("decoder: time embedding dim %d, text_proj makes %d", c.TimeEmbedDim, p.TextProjConfig.TimeEmbedDim)
+		if tp != nil && c.ClassEmbedType == "identity" && c.TimeEmbedDim != tp.TimeEmbedDim {
+			bad("decoder: time embedding dim %d, text_proj makes %d", c.TimeEmbedDim, tp.TimeEmbedDim)
 		}
 		if c.OutChannels < c.InChannels {
 			bad("decoder: out_channels %d below in_channels %d", c.OutChannels, c.InChannels)
@@ -75,16 +74,15 @@ func (p *Pipeline) checkConsistency() error {
 			}
 		}
 	}
-	if sr := p.SuperResFirst; sr != nil {
-		c := &p.SuperResConfig
+	if c := p.parts.superResFirst; c != nil {
 		z := c.InChannels / 2 // noise channels; the rest is the upsampled image
-		if p.Decoder != nil && c.InChannels-z != p.DecoderConfig.InChannels {
-			bad("super_res_first: in_channels %d, want twice the decoder's %d", c.InChannels, p.DecoderConfig.InChannels)
+		if d := p.parts.decoder; d != nil && c.InChannels-z != d.InChannels {
+			bad("super_res_first: in_channels %d, want twice the decoder's %d", c.InChannels, d.InChannels)
 		}
 		for _, u := range []struct {
 			name string
 			c    *UNetConfig
-		}{{"super_res_first", c}, {"super_res_last", configOf(p.SuperResLast)}} {
+		}{{"super_res_first", c}, {"super_res_last", p.parts.superResLast}} {
 			if u.c == nil {
 				continue
 			}
@@ -105,13 +103,6 @@ func (p *Pipeline) checkConsistency() error {
 		return fmt.Errorf("the model file's components do not fit together (corrupt or mixed up?): %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-func configOf(u *UNet) *UNetConfig {
-	if u == nil {
-		return nil
-	}
-	return &u.Config
 }
 
 // sampleFits checks that a U-Net can run on size×size samples.

@@ -372,7 +372,7 @@ func NewUNet(cfg UNetConfig, src loader.Source) (*UNet, error) {
 		scaleShift: cfg.ResnetTimeScaleShift == "scale_shift"}
 	ac := attnConfig{groups: cfg.NormNumGroups, eps: cfg.NormEps, ctx: cfg.CrossAttentionDim}
 
-	u.ConvInWeight = b.tensor("conv_in.weight", boc[0], cfg.InChannels, 3, 3)
+	u.ConvInWeight = b.weight("conv_in.weight", boc[0], cfg.InChannels, 3, 3)
 	u.ConvInBias = b.tensor("conv_in.bias", boc[0])
 	u.TimeEmbedding = newTimestepEmbedding(b.sub("time_embedding"), boc[0], cfg.TimeEmbedDim)
 
@@ -403,7 +403,7 @@ func NewUNet(cfg UNetConfig, src loader.Source) (*UNet, error) {
 	}
 	u.ConvNormOutWeight = b.tensor("conv_norm_out.weight", boc[0])
 	u.ConvNormOutBias = b.tensor("conv_norm_out.bias", boc[0])
-	u.ConvOutWeight = b.tensor("conv_out.weight", cfg.OutChannels, boc[0], 3, 3)
+	u.ConvOutWeight = b.weight("conv_out.weight", cfg.OutChannels, boc[0], 3, 3)
 	u.ConvOutBias = b.tensor("conv_out.bias", cfg.OutChannels)
 	if err := b.err(); err != nil {
 		return nil, err

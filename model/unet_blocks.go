@@ -25,9 +25,9 @@ type TimestepEmbedding struct {
 
 func newTimestepEmbedding(b *binder, in, dim int) *TimestepEmbedding {
 	return &TimestepEmbedding{
-		Linear1Weight: b.tensor("linear_1.weight", dim, in),
+		Linear1Weight: b.weight("linear_1.weight", dim, in),
 		Linear1Bias:   b.tensor("linear_1.bias", dim),
-		Linear2Weight: b.tensor("linear_2.weight", dim, dim),
+		Linear2Weight: b.weight("linear_2.weight", dim, dim),
 		Linear2Bias:   b.tensor("linear_2.bias", dim),
 	}
 }
@@ -76,18 +76,18 @@ func newResnetBlock2D(b *binder, name string, in, out int, rc resnetConfig, up, 
 	r := &ResnetBlock2D{
 		Norm1Weight:       b.tensor("norm1.weight", in),
 		Norm1Bias:         b.tensor("norm1.bias", in),
-		Conv1Weight:       b.tensor("conv1.weight", out, in, 3, 3),
+		Conv1Weight:       b.weight("conv1.weight", out, in, 3, 3),
 		Conv1Bias:         b.tensor("conv1.bias", out),
-		TimeEmbProjWeight: b.tensor("time_emb_proj.weight", tout, rc.temb),
+		TimeEmbProjWeight: b.weight("time_emb_proj.weight", tout, rc.temb),
 		TimeEmbProjBias:   b.tensor("time_emb_proj.bias", tout),
 		Norm2Weight:       b.tensor("norm2.weight", out),
 		Norm2Bias:         b.tensor("norm2.bias", out),
-		Conv2Weight:       b.tensor("conv2.weight", out, out, 3, 3),
+		Conv2Weight:       b.weight("conv2.weight", out, out, 3, 3),
 		Conv2Bias:         b.tensor("conv2.bias", out),
 		In:                in, Out: out, Up: up, Down: down, cfg: rc, name: name,
 	}
 	if in != out {
-		r.ConvShortcutWeight = b.tensor("conv_shortcut.weight", out, in, 1, 1)
+		r.ConvShortcutWeight = b.weight("conv_shortcut.weight", out, in, 1, 1)
 		r.ConvShortcutBias = b.tensor("conv_shortcut.bias", out)
 	}
 	return r
@@ -174,21 +174,21 @@ func newSpatialAttention(b *binder, name string, ch int, ac attnConfig) *Spatial
 	a := &SpatialAttention{
 		GroupNormWeight: b.tensor("group_norm.weight", ch),
 		GroupNormBias:   b.tensor("group_norm.bias", ch),
-		ToQWeight:       b.tensor("to_q.weight", ch, ch),
+		ToQWeight:       b.weight("to_q.weight", ch, ch),
 		ToQBias:         b.tensor("to_q.bias", ch),
-		ToKWeight:       b.tensor("to_k.weight", ch, ch),
+		ToKWeight:       b.weight("to_k.weight", ch, ch),
 		ToKBias:         b.tensor("to_k.bias", ch),
-		ToVWeight:       b.tensor("to_v.weight", ch, ch),
+		ToVWeight:       b.weight("to_v.weight", ch, ch),
 		ToVBias:         b.tensor("to_v.bias", ch),
-		ToOutWeight:     b.tensor("to_out.0.weight", ch, ch),
+		ToOutWeight:     b.weight("to_out.0.weight", ch, ch),
 		ToOutBias:       b.tensor("to_out.0.bias", ch),
 		Channels:        ch, Heads: ac.heads, cfg: ac, name: name,
 		scale: float32(1 / math.Sqrt(float64(ch/ac.heads))),
 	}
 	if ac.ctx > 0 {
-		a.AddKProjWeight = b.tensor("add_k_proj.weight", ch, ac.ctx)
+		a.AddKProjWeight = b.weight("add_k_proj.weight", ch, ac.ctx)
 		a.AddKProjBias = b.tensor("add_k_proj.bias", ch)
-		a.AddVProjWeight = b.tensor("add_v_proj.weight", ch, ac.ctx)
+		a.AddVProjWeight = b.weight("add_v_proj.weight", ch, ac.ctx)
 		a.AddVProjBias = b.tensor("add_v_proj.bias", ch)
 	}
 	return a

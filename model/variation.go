@@ -29,13 +29,13 @@ import (
 // which is what both Karlo's and the golden tiny pipeline's
 // preprocessor_config.json specify.
 func (p *Pipeline) ImageProcessor() (*CLIPImageProcessor, error) {
-	if p.ImageEncoder == nil {
+	if !p.Has("image_encoder") {
 		return nil, errNoImageEncoder
 	}
 	if p.FeatureExtractor != nil {
 		return NewCLIPImageProcessor(*p.FeatureExtractor)
 	}
-	return NewCLIPImageProcessor(DefaultCLIPImageProcessorConfig(p.ImageEncoder.Config.ImageSize))
+	return NewCLIPImageProcessor(DefaultCLIPImageProcessorConfig(p.parts.imageEncoder.ImageSize))
 }
 
 var errNoImageEncoder = errors.New("this model file has no image encoder (convert a pipeline that has one, e.g. kakaobrain/karlo-v1-alpha-image-variations)")
@@ -59,11 +59,14 @@ func (p *Pipeline) imageEmbeddings(images []image.Image, trace func(string, *ops
 	if err != nil {
 		return nil, err
 	}
-	c := p.ImageEncoder.Config
+	c := *p.parts.imageEncoder
 	if c.NumChannels != 3 || px.Dim(2) != c.ImageSize || px.Dim(3) != c.ImageSize {
 		return nil, fmt.Errorf("preprocessed images are %v, the image encoder takes [N, %d, %d, %d]", px.Shape, c.NumChannels, c.ImageSize, c.ImageSize)
 	}
 	trace("feature_extractor.pixel_values", px)
+	if err := p.use("image_encoder"); err != nil {
+		return nil, err
+	}
 	emb, _ := p.ImageEncoder.Forward(px)
 	emb = emb.Clone() // the encoder's arena is reused by its next call
 	trace("image_encoder.image_embeds", emb)
@@ -233,9 +236,9 @@ func (p *Pipeline) newVarRun(o Options, n int, prior bool) (*varRun, error) {
 		name string
 		ok   bool
 	}{
-		{"image_encoder", p.ImageEncoder != nil}, {"tokenizer", p.Tokenizer != nil}, {"text_encoder", p.TextEncoder != nil},
-		{"text_proj", p.TextProj != nil}, {"decoder", p.Decoder != nil}, {"decoder_scheduler", p.DecoderScheduler != nil},
-		{"prior", !prior || p.Prior != nil}, {"prior_scheduler", !prior || p.PriorScheduler != nil},
+		{"image_encoder", p.Has("image_encoder")}, {"tokenizer", p.Tokenizer != nil}, {"text_encoder", p.Has("text_encoder")},
+		{"text_proj", p.Has("text_proj")}, {"decoder", p.Has("decoder")}, {"decoder_scheduler", p.DecoderScheduler != nil},
+		{"prior", !prior || p.Has("prior")}, {"prior_scheduler", !prior || p.PriorScheduler != nil},
 	} {
 		if !c.ok {
 			missing = append(missing, c.name)
@@ -249,11 +252,11 @@ func (p *Pipeline) newVarRun(o Options, n int, prior bool) (*varRun, error) {
 		return nil, fmt.Errorf("this model file cannot do %s: it lacks %s", what, strings.Join(missing, ", "))
 	}
 	e := p.TextProjConfig.ClipEmbeddingsDim
-	if d := p.ImageEncoder.Config.ProjectionDim; d != e {
+	if d := p.parts.imageEncoder.ProjectionDim; d != e {
 		return nil, fmt.Errorf("image_encoder makes %d-dimensional embeddings, text_proj takes %d", d, e)
 	}
-	if prior && p.Prior.EmbeddingDim() != e {
-		return nil, fmt.Errorf("prior makes %d-dimensional embeddings, text_proj takes %d", p.Prior.EmbeddingDim(), e)
+	if prior && p.parts.prior.EmbeddingDim != e {
+		return nil, fmt.Errorf("prior makes %d-dimensional embeddings, text_proj takes %d", p.parts.prior.EmbeddingDim, e)
 	}
 	if o.Noise == nil {
 		return nil, errors.New("model: Options.Noise is nil")
@@ -273,7 +276,7 @@ func (p *Pipeline) newVarRun(o Options, n int, prior bool) (*varRun, error) {
 	if err := noise.prefetch(p.DecoderScheduler, "decoder", o.DecoderSteps, n, c, s); err != nil {
 		return nil, err
 	}
-	if !o.DecoderOnly && p.SuperResFirst != nil && p.SuperResScheduler != nil {
+	if !o.DecoderOnly && p.Has("super_res_first") && p.SuperResScheduler != nil {
 		c, s := p.SuperResConfig.InChannels/2, p.SuperResConfig.SampleSize
 		if err := noise.prefetch(p.SuperResScheduler, "super_res", o.SuperResSteps, n, c, s); err != nil {
 			return nil, err
@@ -362,7 +365,7 @@ func (r *varRun) decode(ctx context.Context, c decodeCond, trace func(string, *o
 		return nil, err
 	}
 	r.lap("decoder")
-	if !r.o.DecoderOnly && p.SuperResFirst != nil {
+	if !r.o.DecoderOnly && p.Has("super_res_first") {
 		if y, err = p.runSuperRes(ctx, y, r.o, trace); err != nil {
 			return nil, err
 		}

@@ -23,6 +23,9 @@ var (
 	comboOnce sync.Once
 	comboPipe *model.Pipeline
 	comboErr  error
+
+	comboFilesMu sync.Mutex
+	comboFiles   = map[string]string{} // dtype -> converted file
 )
 
 // comboPipeline is tiny-unclip (text to image) plus tiny-unclip-variation's
@@ -30,31 +33,55 @@ var (
 // their decoder, text_proj, text encoder and super-res weights, so this is
 // one pipeline that can vary, edit and interpolate.
 func comboPipeline(t *testing.T) *model.Pipeline {
-	root := goldenRoot(t)
+	path := comboFile(t, "f32")
 	comboOnce.Do(func() {
-		comboPipe, comboErr = buildCombo(root)
+		var f *loader.File
+		if f, comboErr = loader.Open(path); comboErr == nil {
+			comboPipe, comboErr = model.LoadPipeline(f)
+		}
 	})
 	require.NoError(t, comboErr)
 	return comboPipe
 }
 
-func buildCombo(root string) (*model.Pipeline, error) {
+// comboFile converts the combo pipeline (see comboPipeline) with
+// convert's dtype ("f32", "f16", "q8") once per test binary and returns
+// the file's path (removed when the tests end).
+func comboFile(t *testing.T, dtype string) string {
+	root := goldenRoot(t)
+	comboFilesMu.Lock()
+	defer comboFilesMu.Unlock()
+	if path, ok := comboFiles[dtype]; ok {
+		return path
+	}
+	path, err := buildCombo(root, dtype)
+	require.NoError(t, err)
+	comboFiles[dtype] = path
+	return path
+}
+
+// buildCombo converts the combo pipeline to a file in a new temporary
+// folder (of the process: TestMain removes it).
+func buildCombo(root, dtype string) (string, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	dir, err := os.MkdirTemp("", "dalle2-combo")
+	dir, err := os.MkdirTemp(testTemp, "combo-"+dtype)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return "", err
+	}
 	raw, err := os.ReadFile(filepath.Join(root, "tiny-unclip", "model_index.json"))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	var index map[string]any
 	if err := json.Unmarshal(raw, &index); err != nil {
-		return nil, err
+		return "", err
 	}
 	from := map[string]string{}
 	for name := range index {
@@ -65,26 +92,22 @@ func buildCombo(root string) (*model.Pipeline, error) {
 	index["image_encoder"] = []string{"transformers", "CLIPVisionModelWithProjection"}
 	index["feature_extractor"] = []string{"transformers", "CLIPImageProcessor"}
 	from["image_encoder"], from["feature_extractor"] = "tiny-unclip-variation", "tiny-unclip-variation"
-	for name, src := range from {
-		if err := os.Symlink(filepath.Join(root, src, name), filepath.Join(dir, name)); err != nil {
-			return nil, err
+	for name, pipe := range from {
+		if err := os.Symlink(filepath.Join(root, pipe, name), filepath.Join(src, name)); err != nil {
+			return "", err
 		}
 	}
 	if raw, err = json.Marshal(index); err != nil {
-		return nil, err
+		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "model_index.json"), raw, 0o644); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(src, "model_index.json"), raw, 0o644); err != nil {
+		return "", err
 	}
 	out := filepath.Join(dir, "combo.d2")
-	if _, err := convert.Convert(dir, out, convert.Options{DType: "f32"}); err != nil {
-		return nil, err
+	if _, err := convert.Convert(src, out, convert.Options{DType: dtype}); err != nil {
+		return "", err
 	}
-	f, err := loader.Open(out) // stays mapped after the folder is removed (unix)
-	if err != nil {
-		return nil, err
-	}
-	return model.LoadPipeline(f)
+	return out, nil
 }
 
 // quickOptions: the fewest steps the schedulers allow, so the tests stay fast.
