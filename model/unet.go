@@ -349,7 +349,8 @@ type UNet struct {
 	// The tensor is valid only during the call.
 	Hook func(name string, t *ops.Tensor)
 
-	arena   ops.Arena     // outputs of every layer, valid for the whole pass
+	arena   ops.Arena     // outputs that live for the whole pass (skips, result)
+	relay   [2]ops.Arena  // outputs only the next layer reads (mid and up blocks), alternating
 	scratch ops.Arena     // temporaries of one layer, reset before each layer
 	views   unetViews     // reshaped headers, reused across passes
 	skips   []*ops.Tensor // skip-connection stack (capacity reused)
@@ -527,6 +528,29 @@ type unetContext struct {
 	embAct   *ops.Tensor // SiLU(time embedding): [N, T]
 	enc      *ops.Tensor // encoder hidden states [N, L, X] or nil
 	maskBias *ops.Tensor // additive mask [N, L] or nil
+	relayIdx int         // the relay arena the next short-lived output takes
+}
+
+// Where layer outputs live. A down block's outputs are skip connections,
+// read again by the up blocks, so they stay in the pass arena. Every other
+// output (a down-block resnet followed by its attention, the mid block, the
+// up blocks) is read only by the next layer: those alternate between two
+// relay arenas, each reset just before it takes a new output, whose
+// previous tenant (two layers back) is dead by then. At 256×256 with 320
+// channels one output is 84 MB, so this keeps super-resolution's
+// activations near the skips plus two outputs, instead of every output of
+// the pass.
+
+// keep returns the arena of an output that must live for the whole pass.
+func (c *unetContext) keep() *ops.Arena { return &c.u.arena }
+
+// relay returns a freshly reset arena for an output that only the next
+// layer reads.
+func (c *unetContext) relay() *ops.Arena {
+	a := &c.u.relay[c.relayIdx]
+	c.relayIdx ^= 1
+	a.Reset()
+	return a
 }
 
 // unetViews hands out reshaped views whose headers are reused from pass to

@@ -94,7 +94,7 @@ func newResnetBlock2D(b *binder, name string, in, out int, rc resnetConfig, up, 
 }
 
 // forward: x [N, Cin, H, W] -> [N, Cout, H', W'] (H' = 2H up, H/2 down).
-func (r *ResnetBlock2D) forward(c *unetContext, x *ops.Tensor) *ops.Tensor {
+func (r *ResnetBlock2D) forward(c *unetContext, x *ops.Tensor, dst *ops.Arena) *ops.Tensor {
 	s := &c.u.scratch
 	n, hh, ww := x.Dim(0), x.Dim(2), x.Dim(3)
 	h := s.New(n, r.In, hh, ww)
@@ -127,7 +127,7 @@ func (r *ResnetBlock2D) forward(c *unetContext, x *ops.Tensor) *ops.Tensor {
 		ops.GroupNorm(h2, h1, r.cfg.groups, r.Norm2Weight, r.Norm2Bias, r.cfg.eps)
 	}
 	ops.SiLU(h2, h2)
-	out := c.u.arena.New(n, r.Out, hh, ww)
+	out := dst.New(n, r.Out, hh, ww)
 	ops.Conv2D(out, h2, r.Conv2Weight, r.Conv2Bias, 1, 1)
 	if r.ConvShortcutWeight != nil {
 		sc := s.New(n, r.Out, hh, ww)
@@ -196,7 +196,7 @@ func newSpatialAttention(b *binder, name string, ch int, ac attnConfig) *Spatial
 
 // forward: x [N, C, H, W] -> [N, C, H, W]; uses c.enc [N, L, X] and
 // c.maskBias [N, L] (or nil) when it has added KV projections.
-func (a *SpatialAttention) forward(c *unetContext, x *ops.Tensor) *ops.Tensor {
+func (a *SpatialAttention) forward(c *unetContext, x *ops.Tensor, dst *ops.Arena) *ops.Tensor {
 	s, v := &c.u.scratch, &c.u.views
 	n, ch, hw := x.Dim(0), x.Dim(1), x.Dim(2)*x.Dim(3)
 	g := s.New(x.Shape...)
@@ -231,7 +231,7 @@ func (a *SpatialAttention) forward(c *unetContext, x *ops.Tensor) *ops.Tensor {
 	ops.Attention(o, q, k, val, bias, a.Heads, false, a.scale)
 	p := s.New(n, hw, ch)
 	ops.Linear(p, o, a.ToOutWeight, a.ToOutBias)
-	out := c.u.arena.New(x.Shape...)
+	out := dst.New(x.Shape...)
 	ops.Transpose(v.view(out, n, ch, hw), p)
 	ops.Add(out, out, x) // residual (rescale_output_factor 1)
 	c.u.hook(a.name, out)
@@ -274,16 +274,18 @@ func newDownBlock2D(b *binder, name, typ string, in, out, layers int, downsample
 func (d *DownBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor) (*ops.Tensor, []*ops.Tensor) {
 	for j, r := range d.Resnets {
 		c.u.scratch.Reset()
-		h = r.forward(c, h)
 		if d.Attentions != nil {
+			h = r.forward(c, h, c.relay())
 			c.u.scratch.Reset()
-			h = d.Attentions[j].forward(c, h)
+			h = d.Attentions[j].forward(c, h, c.keep())
+		} else {
+			h = r.forward(c, h, c.keep())
 		}
 		skips = append(skips, h)
 	}
 	for _, r := range d.Downsamplers {
 		c.u.scratch.Reset()
-		h = r.forward(c, h)
+		h = r.forward(c, h, c.keep())
 		skips = append(skips, h)
 	}
 	c.u.hook(d.name, h)
@@ -310,13 +312,13 @@ func newMidBlock2D(b *binder, typ string, ch int, attention bool, rc resnetConfi
 
 func (m *MidBlock2D) forward(c *unetContext, h *ops.Tensor) *ops.Tensor {
 	c.u.scratch.Reset()
-	h = m.Resnets[0].forward(c, h)
+	h = m.Resnets[0].forward(c, h, c.relay())
 	for _, a := range m.Attentions {
 		c.u.scratch.Reset()
-		h = a.forward(c, h)
+		h = a.forward(c, h, c.relay())
 	}
 	c.u.scratch.Reset()
-	return m.Resnets[1].forward(c, h)
+	return m.Resnets[1].forward(c, h, c.relay())
 }
 
 // UpBlock2D is a ResnetUpsampleBlock2D or a SimpleCrossAttnUpBlock2D: each
@@ -365,15 +367,15 @@ func (u *UpBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor) 
 		c.u.scratch.Reset()
 		cat := c.u.scratch.New(h.Dim(0), h.Dim(1)+skip.Dim(1), h.Dim(2), h.Dim(3))
 		ops.Concat(cat, 1, h, skip) // current features first
-		h = r.forward(c, cat)
+		h = r.forward(c, cat, c.relay())
 		if u.Attentions != nil {
 			c.u.scratch.Reset()
-			h = u.Attentions[j].forward(c, h)
+			h = u.Attentions[j].forward(c, h, c.relay())
 		}
 	}
 	for _, r := range u.Upsamplers {
 		c.u.scratch.Reset()
-		h = r.forward(c, h)
+		h = r.forward(c, h, c.relay())
 	}
 	c.u.hook(u.name, h)
 	return h, skips
