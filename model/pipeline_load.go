@@ -298,6 +298,20 @@ func (p *Pipeline) LowMemory() bool { return p.file != nil }
 // is built already and use does nothing.
 func (p *Pipeline) use(names ...string) error {
 	if p.file == nil {
+		// Everything stays built; but the activation buffers of the
+		// models this stage does not run are dropped (they are rebuilt,
+		// once, the next time those models run): at 256×256 a
+		// super-resolution U-Net's buffers are gigabytes, and the two
+		// super-res models never run at the same time.
+		freed := false
+		for _, n := range modelComponents {
+			if p.loaded(n) && !slices.Contains(names, n) {
+				freed = p.freeBuffers(n) || freed
+			}
+		}
+		if freed {
+			debug.FreeOSMemory()
+		}
 		return nil
 	}
 	released := false
@@ -324,6 +338,28 @@ func (p *Pipeline) use(names ...string) error {
 		}
 	}
 	return nil
+}
+
+// freeBuffers drops the activation buffers of the built model component
+// name and reports whether it held any.
+func (p *Pipeline) freeBuffers(name string) bool {
+	switch name {
+	case "text_encoder":
+		return p.TextEncoder.arena.Free()
+	case "prior":
+		return p.Prior.arena.Free()
+	case "text_proj":
+		return p.TextProj.arena.Free()
+	case "decoder":
+		return p.Decoder.freeBuffers()
+	case "super_res_first":
+		return p.SuperResFirst.freeBuffers()
+	case "super_res_last":
+		return p.SuperResLast.freeBuffers()
+	case "image_encoder":
+		return p.ImageEncoder.arena.Free()
+	}
+	panic("model: freeBuffers of " + name)
 }
 
 // shapeSource serves a component's tensor names, dtypes and shapes from

@@ -553,6 +553,18 @@ func (c *unetContext) relay() *ops.Arena {
 	return a
 }
 
+// freeBuffers drops the U-Net's activation buffers (the next Forward
+// rebuilds them) and reports whether it held any.
+func (u *UNet) freeBuffers() bool {
+	freed := u.arena.Free()
+	freed = u.scratch.Free() || freed
+	freed = u.relay[0].Free() || freed
+	freed = u.relay[1].Free() || freed
+	u.views = unetViews{} // its headers point into the arenas
+	clear(u.skips[:cap(u.skips)])
+	return freed
+}
+
 // unetViews hands out reshaped views whose headers are reused from pass to
 // pass, so that reshaping allocates nothing after the first pass.
 type unetViews struct {

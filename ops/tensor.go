@@ -1,6 +1,9 @@
 package ops
 
-import "fmt"
+import (
+	"fmt"
+	"runtime/debug"
+)
 
 // Tensor is a dense, row-major (C order) float32 array.
 // Views made by Reshape and Rows share Data with their source.
@@ -132,17 +135,40 @@ func (a *Arena) New(shape ...int) *Tensor {
 }
 
 // Reset releases every tensor handed out since the last Reset. If the last
-// pass did not fit in the slab, the slab grows to fit it.
+// pass did not fit in the slab, the slab grows to fit it: the pass's
+// separately allocated buffers are dropped first and, when the new slab is
+// large (bigSlab), returned to the operating system before it is taken, so
+// that the first pass of a big model does not briefly hold its activations
+// twice.
 func (a *Arena) Reset() {
-	if a.spill > 0 {
-		a.slab = make([]float32, a.off+a.spill)
-	}
-	a.off, a.spill, a.nt = 0, 0, 0
 	// Headers are reused, so drop their references to the old data.
 	for i := range a.tensor {
 		a.tensor[i].Data = nil
 	}
+	if a.spill > 0 {
+		need := a.off + a.spill
+		a.slab = nil
+		if need >= bigSlab/4 {
+			debug.FreeOSMemory()
+		}
+		a.slab = make([]float32, need)
+	}
+	a.off, a.spill, a.nt = 0, 0, 0
 }
 
-// Bytes is the size of the arena's slab in bytes.
-func (a *Arena) Bytes() int { return 4 * len(a.slab) }
+// bigSlab is the slab size in bytes from which Reset returns the memory of
+// a grown arena's last pass to the operating system before allocating.
+const bigSlab = 256 << 20
+
+// Free drops the arena's slab and headers, as if new, and reports whether
+// it held a slab. Tensors handed out must no longer be used. The next pass
+// grows it again.
+func (a *Arena) Free() bool {
+	had := len(a.slab) > 0 || a.spill > 0
+	*a = Arena{}
+	return had
+}
+
+// Bytes is the memory the arena holds, in bytes: its slab plus what the
+// current pass allocated beyond it.
+func (a *Arena) Bytes() int { return 4 * (len(a.slab) + a.spill) }
