@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dalle2/dalle2/bench"
+	"github.com/dalle2/dalle2/loader"
 	"github.com/dalle2/dalle2/ops"
 	"github.com/dalle2/dalle2/ops/asm"
 )
@@ -22,10 +24,10 @@ built with random weights (spec configs, no download):
 
    peak      independent FMA chains of the GEMM micro-kernel on L1-resident data
    gemm      ops.Linear [2048,2048] x [2048,2048]^T on the worker pool
-   text      CLIP text encoder, batch 2 x 77 tokens          (124M params, 0.5 GB)
-   prior     prior transformer, batch 2 (one guided step)    (1.0B params, 4.1 GB)
-   decoder   decoder U-Net, batch 2 at 64x64 (guided step)   (885M params, 3.5 GB)
-   superres  super_res_first U-Net, batch 1 at 256x256      (692M params, 2.8 GB)
+   text      CLIP text encoder, batch 2 x 77 tokens          (124M params, 0.5 GB f32)
+   prior     prior transformer, batch 2 (one guided step)    (1.0B params, 4.1 GB f32)
+   decoder   decoder U-Net, batch 2 at 64x64 (guided step)   (885M params, 3.5 GB f32)
+   superres  super_res_first U-Net, batch 1 at 256x256      (692M params, 2.8 GB f32)
 
 The global --threads N sets the worker threads (default: all cores); the FMA
 peak is measured on as many threads, at the start of the same run. Each module
@@ -34,16 +36,29 @@ median seconds per forward (for peak: the fastest run, as it is a limit),
 GFLOP/s (the multiply-adds of the Linear, convolution and attention products
 x 2, counted from the config) and the fraction of the FMA peak. Modules are
 built one at a time and released, so memory peaks at the largest (the prior,
-about 4.5 GB).
+about 4.5 GB in f32).
+
+--dtype f32,f16,q8 measures each module with its weights stored in each type,
+one after the other in the same run: every tensor is stored as 'dalle2
+convert --dtype' stores it (f16: every tensor f16; q8: Linear and convolution
+weights q8, the rest f16, per convert's policy), from the same random
+weights; computation stays fp32. peak is measured once; gemm stores its
+weight in each type.
+
+--compare also runs every module in f32 (if f32 is not in --dtype, once,
+untimed) and prints, per other dtype, the relative L2 error of the output
+against the f32 output, ||y - y_f32|| / ||y_f32||, same weights and inputs.
 
 --json prints one JSON object per line instead: module, dtype, threads,
 seconds (median per forward), gflops, then runs, run_seconds, warmup_seconds,
-build_seconds, flops, params, peak_gflops, peak_fraction, kernels, version.
+build_seconds, flops, params, weight_bytes, rel_l2 (with --compare),
+peak_gflops, peak_fraction, kernels, version.
 
 Examples:
    dalle2 bench --module gemm --threads 2
    dalle2 bench --threads 2 --json | tee dalle2.jsonl   # bench/side_by_side.sh compares with PyTorch
    dalle2 bench --module text,prior --runs 5 --json
+   dalle2 bench --module decoder --dtype f32,f16,q8 --compare
    dalle2 bench                       # everything: minutes (fast kernels) to hours`
 
 // benchModules are the --module names in the order "all" runs them.
@@ -57,7 +72,8 @@ func benchCommand() *cli.Command {
 		Description: benchDescription,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "module", Value: "all", Usage: "comma-separated `LIST` of " + strings.Join(benchModules, ", ") + ", or all"},
-			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "weight and compute `TYPE` (only f32 so far)"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "comma-separated weight storage `TYPES`: f32, f16, q8 (computation is fp32)"},
+			&cli.BoolFlag{Name: "compare", Usage: "relative L2 error of each dtype's output against the f32 output (same weights and inputs)"},
 			&cli.IntFlag{Name: "runs", Value: 3, Usage: "timed runs `R` per module after one warm-up (the median is reported)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per module and line"},
 		},
@@ -79,6 +95,8 @@ type benchResult struct {
 	BuildSeconds  float64   `json:"build_seconds"`
 	FLOPs         float64   `json:"flops"`
 	Params        int64     `json:"params"`
+	WeightBytes   int64     `json:"weight_bytes"`
+	RelL2         *float64  `json:"rel_l2,omitempty"`
 	PeakGFLOPS    float64   `json:"peak_gflops"`
 	PeakFraction  float64   `json:"peak_fraction"`
 	Kernels       string    `json:"kernels"`
@@ -87,10 +105,11 @@ type benchResult struct {
 
 // benchWorkload is something to time: one run of fixed work.
 type benchWorkload struct {
-	params  int64
-	flops   float64
-	run     func()
-	release func()
+	params, weightBytes int64
+	flops               float64
+	run                 func()
+	output              func() *ops.Tensor // the last run's output (nil for peak)
+	release             func()
 }
 
 func parseBenchModules(s string) ([]string, error) {
@@ -112,6 +131,36 @@ func parseBenchModules(s string) ([]string, error) {
 	return out, nil
 }
 
+// parseBenchDTypes reads --dtype: distinct storage types, in order.
+func parseBenchDTypes(s string) ([]loader.DType, error) {
+	var out []loader.DType
+	for _, name := range strings.Split(s, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			return nil, usagef("bench: --dtype %q has an empty entry (want a list of f32, f16, q8)", s)
+		}
+		d, err := bench.ParseDType(name)
+		if err != nil {
+			return nil, usagef("bench: --dtype: %v", err)
+		}
+		if slices.Contains(out, d) {
+			return nil, usagef("bench: --dtype %q lists %s twice", s, bench.DTypeName(d))
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// f32First moves f32, if listed, to the front, keeping the others' order:
+// with --compare its output is the reference of the others.
+func f32First(dtypes []loader.DType) []loader.DType {
+	i := slices.Index(dtypes, loader.F32)
+	if i <= 0 {
+		return dtypes
+	}
+	out := append([]loader.DType{loader.F32}, dtypes[:i]...)
+	return append(out, dtypes[i+1:]...)
+}
+
 func runBench(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("bench: unexpected argument %q", c.Args().First())
@@ -120,8 +169,13 @@ func runBench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if d := c.String("dtype"); d != "f32" {
-		return usagef("bench: --dtype %q is not supported (only f32: every op computes in fp32)", d)
+	dtypes, err := parseBenchDTypes(c.String("dtype"))
+	if err != nil {
+		return err
+	}
+	compare := c.Bool("compare")
+	if compare {
+		dtypes = f32First(dtypes)
 	}
 	runs := c.Int("runs")
 	if runs < 1 {
@@ -142,60 +196,104 @@ func runBench(c *cli.Context) error {
 	peakRes.Seconds = slices.Min(peakRes.RunSeconds)
 	peakRes.GFLOPS = bench.GFLOPS(peak.FLOPs(), peakRes.Seconds)
 	fill := func(r *benchResult) {
-		r.DType, r.Threads, r.Kernels, r.Version = "f32", threads, asm.Name(), version
+		r.Threads, r.Kernels, r.Version = threads, asm.Name(), version
 		r.PeakGFLOPS = peakRes.GFLOPS
 		if peakRes.GFLOPS > 0 {
 			r.PeakFraction = r.GFLOPS / peakRes.GFLOPS
 		}
 	}
+	peakRes.DType = "f32"
 	fill(&peakRes)
 	if !asJSON {
-		fmt.Fprintf(w, "dalle2 %s bench: kernels %s, %d threads (%d CPUs), dtype f32, median of %d runs after 1 warm-up\n",
-			version, asm.Name(), threads, runtime.NumCPU(), runs)
+		names := make([]string, len(dtypes))
+		for i, d := range dtypes {
+			names[i] = bench.DTypeName(d)
+		}
+		fmt.Fprintf(w, "dalle2 %s bench: kernels %s, %d threads (%d CPUs), weights %s (fp32 compute), median of %d runs after 1 warm-up\n",
+			version, asm.Name(), threads, runtime.NumCPU(), strings.Join(names, ", "), runs)
 		fmt.Fprintf(w, "FMA peak: %.1f GFLOP/s (%s)\n\n", peakRes.GFLOPS, bench.PeakMethod)
-		fmt.Fprintln(w, "| module   |          params | GFLOP/fwd | build s | s/fwd (median) |  GFLOP/s | % peak |")
-		fmt.Fprintln(w, "|----------|----------------:|----------:|--------:|---------------:|---------:|-------:|")
+		relHead, relRule := "", ""
+		if compare {
+			relHead, relRule = " rel L2 vs f32 |", "--------------:|"
+		}
+		fmt.Fprintln(w, "| module   | dtype |          params | weights GB | GFLOP/fwd | build s | s/fwd (median) |  GFLOP/s | % peak |"+relHead)
+		fmt.Fprintln(w, "|----------|-------|----------------:|-----------:|----------:|--------:|---------------:|---------:|-------:|"+relRule)
 	}
 	for _, m := range modules {
-		var res benchResult
 		if m == "peak" {
-			res = peakRes
-		} else {
-			fmt.Fprintf(log, "bench: building %s...\n", m)
+			if err := writeBenchResult(w, peakRes, asJSON, compare); err != nil {
+				return err
+			}
+			continue
+		}
+		var ref *ops.Tensor // the f32 output, with --compare
+		if compare && !slices.Contains(dtypes, loader.F32) {
+			fmt.Fprintf(log, "bench: building %s f32 (reference for --compare)...\n", m)
+			wl, err := buildBenchWorkload(m, loader.F32)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(log, "bench: running %s f32 once (reference)...\n", m)
+			wl.run()
+			ref = wl.output().Clone()
+			wl.release()
+		}
+		for _, d := range dtypes {
+			name := bench.DTypeName(d)
+			fmt.Fprintf(log, "bench: building %s %s...\n", m, name)
 			t0 := time.Now()
-			wl, err := buildBenchWorkload(m)
+			wl, err := buildBenchWorkload(m, d)
 			if err != nil {
 				return err
 			}
 			build := time.Since(t0).Seconds()
-			fmt.Fprintf(log, "bench: running %s (1 warm-up + %d runs)...\n", m, runs)
-			res = timeWorkload(m, wl, runs, build)
+			fmt.Fprintf(log, "bench: running %s %s (1 warm-up + %d runs)...\n", m, name, runs)
+			res := timeWorkload(m, wl, runs, build)
+			res.DType = name
+			if compare {
+				out := wl.output()
+				if d == loader.F32 {
+					ref = out.Clone()
+				}
+				rel, err := bench.CompareOutputs(out, ref)
+				if err != nil {
+					return fmt.Errorf("bench: %s %s: %w", m, name, err)
+				}
+				res.RelL2 = &rel
+				if math.IsNaN(rel) || math.IsInf(rel, 0) {
+					fmt.Fprintf(c.App.ErrWriter, "bench: warning: %s %s: relative L2 error against f32 is %v (non-finite output?)\n", m, name, rel)
+				}
+			}
 			wl.release()
 			fill(&res)
-		}
-		if err := writeBenchResult(w, res, asJSON); err != nil {
-			return err
+			if err := writeBenchResult(w, res, asJSON, compare); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// buildBenchWorkload builds the gemm product or a full-size Karlo module.
-func buildBenchWorkload(name string) (benchWorkload, error) {
+// buildBenchWorkload builds the gemm product or a full-size Karlo module
+// with its weights stored as dtype.
+func buildBenchWorkload(name string, dtype loader.DType) (benchWorkload, error) {
 	if name == "gemm" {
-		g := bench.NewGemm2048(1)
-		return benchWorkload{flops: g.FLOPs(), run: g.Run, release: func() {}}, nil
+		g, err := bench.NewGemm2048(1, bench.WithDType(dtype))
+		if err != nil {
+			return benchWorkload{}, err
+		}
+		return benchWorkload{weightBytes: g.WeightBytes, flops: g.FLOPs(), run: g.Run, output: g.Output, release: func() {}}, nil
 	}
-	m, err := bench.Karlo(name, 1)
+	m, err := bench.Karlo(name, 1, bench.WithDType(dtype))
 	if err != nil {
 		return benchWorkload{}, err
 	}
-	return benchWorkload{params: m.Params, flops: m.FLOPs(), run: m.Forward, release: m.Release}, nil
+	return benchWorkload{params: m.Params, weightBytes: m.WeightBytes, flops: m.FLOPs(), run: m.Forward, output: m.Output, release: m.Release}, nil
 }
 
 // timeWorkload runs wl once to warm up, then runs times, and reports the median.
 func timeWorkload(name string, wl benchWorkload, runs int, build float64) benchResult {
-	r := benchResult{Module: name, Runs: runs, BuildSeconds: build, FLOPs: wl.flops, Params: wl.params}
+	r := benchResult{Module: name, Runs: runs, BuildSeconds: build, FLOPs: wl.flops, Params: wl.params, WeightBytes: wl.weightBytes}
 	t0 := time.Now()
 	wl.run()
 	r.WarmupSeconds = time.Since(t0).Seconds()
@@ -209,8 +307,11 @@ func timeWorkload(name string, wl benchWorkload, runs int, build float64) benchR
 	return r
 }
 
-func writeBenchResult(w io.Writer, r benchResult, asJSON bool) error {
+func writeBenchResult(w io.Writer, r benchResult, asJSON, compare bool) error {
 	if asJSON {
+		if r.RelL2 != nil && (math.IsNaN(*r.RelL2) || math.IsInf(*r.RelL2, 0)) {
+			r.RelL2 = nil // JSON has no NaN; runBench warned
+		}
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -218,11 +319,21 @@ func writeBenchResult(w io.Writer, r benchResult, asJSON bool) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	params := "-"
+	params, weights := "-", "-"
 	if r.Params > 0 {
 		params = groupDigits(r.Params)
 	}
-	_, err := fmt.Fprintf(w, "| %-8s | %15s | %9.1f | %7.1f | %14.4f | %8.1f | %5.1f%% |\n",
-		r.Module, params, r.FLOPs/1e9, r.BuildSeconds, r.Seconds, r.GFLOPS, 100*r.PeakFraction)
+	if r.WeightBytes > 0 {
+		weights = fmt.Sprintf("%.3f", float64(r.WeightBytes)/1e9)
+	}
+	rel := ""
+	switch {
+	case compare && r.RelL2 != nil:
+		rel = fmt.Sprintf(" %13.3e |", *r.RelL2)
+	case compare:
+		rel = fmt.Sprintf(" %13s |", "-")
+	}
+	_, err := fmt.Fprintf(w, "| %-8s | %-5s | %15s | %10s | %9.1f | %7.1f | %14.4f | %8.1f | %5.1f%% |%s\n",
+		r.Module, r.DType, params, weights, r.FLOPs/1e9, r.BuildSeconds, r.Seconds, r.GFLOPS, 100*r.PeakFraction, rel)
 	return err
 }

@@ -8,6 +8,9 @@ package bench
 //	DALLE2_BENCH_FULL=1 DALLE2_THREADS=2 go test ./bench/ -run '^$' \
 //	    -bench 'TextEncoder|Prior|Decoder|SuperResFirst' -benchtime 3x -timeout 60m
 //
+// DALLE2_BENCH_DTYPE=f16 or q8 stores the modules' weights in that type
+// (WithDType; default f32).
+//
 // DALLE2_BENCH_CPUPROFILE=FILE writes a CPU profile of the timed forwards
 // only (not of building the weights or the warm-up), e.g. of one decoder step:
 //
@@ -49,7 +52,14 @@ func benchKarlo(b *testing.B, name string) {
 		b.Skip("full-size Karlo module: set DALLE2_BENCH_FULL=1 (without -short) to run it")
 	}
 	setThreads(b)
-	m, err := Karlo(name, 1)
+	dtype := loader.F32
+	if s := os.Getenv("DALLE2_BENCH_DTYPE"); s != "" {
+		var err error
+		if dtype, err = ParseDType(s); err != nil {
+			b.Fatalf("DALLE2_BENCH_DTYPE=%q: %v", s, err)
+		}
+	}
+	m, err := Karlo(name, 1, WithDType(dtype))
 	require.NoError(b, err)
 	defer m.Release()
 	m.Forward() // warm-up: sizes the arenas
@@ -105,7 +115,8 @@ func BenchmarkGemm2048(b *testing.B) {
 		b.Skip("2048³ product: skipped under -short")
 	}
 	setThreads(b)
-	g := NewGemm2048(1)
+	g, err := NewGemm2048(1)
+	require.NoError(b, err)
 	g.Run()
 	for b.Loop() {
 		g.Run()

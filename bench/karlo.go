@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strconv"
 
+	"github.com/dalle2/dalle2/loader"
 	"github.com/dalle2/dalle2/model"
 	"github.com/dalle2/dalle2/ops"
 )
@@ -82,12 +83,14 @@ var KarloModules = []string{"text", "prior", "decoder", "superres"}
 // Module is a network with random weights and fixed inputs, ready to run
 // forward passes.
 type Module struct {
-	Name    string // "text", "prior", "decoder" or "superres"
-	Params  int64  // parameters bound
-	MACs    int64  // multiply-adds of one Forward (see the FLOP convention above)
-	Inputs  string // the input shapes, for reports
-	forward func() *ops.Tensor
-	out     *ops.Tensor
+	Name        string // "text", "prior", "decoder" or "superres"
+	DType       string // storage target of the weights: "f32", "f16" or "q8" (see WithDType)
+	Params      int64  // parameters bound
+	WeightBytes int64  // bytes of the weights as stored for DType (what a weight file holds)
+	MACs        int64  // multiply-adds of one Forward (see the FLOP convention above)
+	Inputs      string // the input shapes, for reports
+	forward     func() *ops.Tensor
+	out         *ops.Tensor
 }
 
 // FLOPs of one Forward (2 per multiply-add).
@@ -112,35 +115,49 @@ func (m *Module) Release() {
 // or "superres") with random weights from seed, on the issue-5 shapes:
 // text encoder batch 2 × 77 tokens; prior batch 2; decoder batch 2 at 64×64
 // with an [2, 81, 1536] context, [2, 1280] class labels and a [2, 81] mask;
-// super_res_first batch 1 at 256×256.
-func Karlo(name string, seed uint64) (*Module, error) {
+// super_res_first batch 1 at 256×256. The weights are F32 unless an option
+// says otherwise (WithDType); the inputs depend on the seed only.
+func Karlo(name string, seed uint64, opts ...Option) (*Module, error) {
 	switch name {
 	case "text":
 		cfg, err := model.ParseCLIPTextConfig([]byte(KarloTextEncoderConfig))
 		if err != nil {
 			return nil, err
 		}
-		return NewTextEncoder(cfg, KarloTextBatch, seed)
+		return NewTextEncoder(cfg, KarloTextBatch, seed, opts...)
 	case "prior":
 		cfg, err := model.ParsePriorConfig([]byte(KarloPriorConfig))
 		if err != nil {
 			return nil, err
 		}
-		return NewPrior(cfg, KarloPriorBatch, seed)
+		return NewPrior(cfg, KarloPriorBatch, seed, opts...)
 	case "decoder":
 		cfg, err := model.ParseUNetConfig([]byte(KarloDecoderConfig))
 		if err != nil {
 			return nil, err
 		}
-		return NewUNet("decoder", cfg, KarloDecoderBatch, KarloDecoderSize, KarloContextLen, seed)
+		return NewUNet("decoder", cfg, KarloDecoderBatch, KarloDecoderSize, KarloContextLen, seed, opts...)
 	case "superres":
 		cfg, err := model.ParseUNetConfig([]byte(KarloSuperResConfig))
 		if err != nil {
 			return nil, err
 		}
-		return NewUNet("superres", cfg, KarloSuperResBatch, KarloSuperResSize, 0, seed)
+		return NewUNet("superres", cfg, KarloSuperResBatch, KarloSuperResSize, 0, seed, opts...)
 	}
 	return nil, fmt.Errorf("bench: unknown Karlo module %q (want one of %v)", name, KarloModules)
+}
+
+// newSource is the random weights of shapes as stored for the options'
+// dtype, and the module's record so far (name, dtype, parameters, weight
+// bytes).
+func newSource(name, component string, shapes map[string][]int, seed uint64, opts []Option) (loader.Source, *Module) {
+	o := applyOptions(opts)
+	rs := NewRandomSource(shapes, seed)
+	mod := &Module{Name: name, DType: DTypeName(o.dtype), Params: rs.Params(), WeightBytes: StoredBytes(component, shapes, o.dtype)}
+	if o.dtype == loader.F32 {
+		return rs, mod
+	}
+	return NewStoredSource(rs, component, o.dtype), mod
 }
 
 // randomTensor is a tensor of uniform values in [lo, hi) from stream.
@@ -203,9 +220,8 @@ func TextEncoderMACs(cfg model.CLIPTextConfig, n, l int) int64 {
 // NewTextEncoder builds a CLIP text encoder with random weights and a batch
 // of n rows of max_position_embeddings token ids (bos, random ids, eos,
 // padding), run without a mask as the pipeline does.
-func NewTextEncoder(cfg model.CLIPTextConfig, n int, seed uint64) (*Module, error) {
-	shapes := TextEncoderShapes(cfg)
-	src := NewRandomSource(shapes, seed)
+func NewTextEncoder(cfg model.CLIPTextConfig, n int, seed uint64, opts ...Option) (*Module, error) {
+	src, mod := newSource("text", "text_encoder", TextEncoderShapes(cfg), seed, opts)
 	m, err := model.NewCLIPTextModel(cfg, src)
 	if err != nil {
 		return nil, err
@@ -227,13 +243,10 @@ func NewTextEncoder(cfg model.CLIPTextConfig, n int, seed uint64) (*Module, erro
 			ids[r*l+j] = max(id, 0)
 		}
 	}
-	return &Module{
-		Name:    "text",
-		Params:  src.Params(),
-		MACs:    TextEncoderMACs(cfg, n, l),
-		Inputs:  fmt.Sprintf("input_ids [%d,%d]", n, l),
-		forward: func() *ops.Tensor { e, _ := m.Forward(ids, n); return e },
-	}, nil
+	mod.MACs = TextEncoderMACs(cfg, n, l)
+	mod.Inputs = fmt.Sprintf("input_ids [%d,%d]", n, l)
+	mod.forward = func() *ops.Tensor { e, _ := m.Forward(ids, n); return e }
+	return mod, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -296,8 +309,8 @@ func PriorMACs(cfg model.PriorConfig, n int) int64 {
 // NewPrior builds a PriorTransformer with random weights and the inputs of
 // one guided step: x_t [n, E], proj_embedding [n, Ep], encoder hidden
 // states [n, 77, E] and a [n, 77] mask.
-func NewPrior(cfg model.PriorConfig, n int, seed uint64) (*Module, error) {
-	src := NewRandomSource(PriorShapes(cfg), seed)
+func NewPrior(cfg model.PriorConfig, n int, seed uint64, opts ...Option) (*Module, error) {
+	src, mod := newSource("prior", "prior", PriorShapes(cfg), seed, opts)
 	p, err := model.NewPrior(cfg, src)
 	if err != nil {
 		return nil, err
@@ -307,14 +320,11 @@ func NewPrior(cfg model.PriorConfig, n int, seed uint64) (*Module, error) {
 	proj := randomTensor(seed+2, -1, 1, n, cfg.EmbeddingProjDim)
 	enc := randomTensor(seed+3, -1, 1, n, le, cfg.EmbeddingDim)
 	mask := textMask(n, le)
-	return &Module{
-		Name:   "prior",
-		Params: src.Params(),
-		MACs:   PriorMACs(cfg, n),
-		Inputs: fmt.Sprintf("hidden_states [%d,%d], proj_embedding [%d,%d], encoder_hidden_states [%d,%d,%d], attention_mask [%d,%d]",
-			n, cfg.EmbeddingDim, n, cfg.EmbeddingProjDim, n, le, cfg.EmbeddingDim, n, le),
-		forward: func() *ops.Tensor { return p.Forward(x, 999, proj, enc, mask) },
-	}, nil
+	mod.MACs = PriorMACs(cfg, n)
+	mod.Inputs = fmt.Sprintf("hidden_states [%d,%d], proj_embedding [%d,%d], encoder_hidden_states [%d,%d,%d], attention_mask [%d,%d]",
+		n, cfg.EmbeddingDim, n, cfg.EmbeddingProjDim, n, le, cfg.EmbeddingDim, n, le)
+	mod.forward = func() *ops.Tensor { return p.Forward(x, 999, proj, enc, mask) }
+	return mod, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -484,9 +494,15 @@ func UNetMACs(cfg model.UNetConfig, n, h, w, ctxLen int) int64 {
 // NewUNet builds the U-Net of cfg with random weights and n samples of
 // size×size. A UNet2DConditionModel (the decoder) also gets a context of
 // ctxLen tokens ([n, ctxLen, cross_attention_dim]), identity class labels
-// [n, T] and a [n, ctxLen] mask, as in one guided decoder step.
-func NewUNet(name string, cfg model.UNetConfig, n, size, ctxLen int, seed uint64) (*Module, error) {
-	src := NewRandomSource(UNetShapes(cfg), seed)
+// [n, T] and a [n, ctxLen] mask, as in one guided decoder step. name
+// "superres" stores its weights under convert's policy for
+// super_res_first; any other name is used as the component name.
+func NewUNet(name string, cfg model.UNetConfig, n, size, ctxLen int, seed uint64, opts ...Option) (*Module, error) {
+	component := name
+	if name == "superres" {
+		component = "super_res_first"
+	}
+	src, mod := newSource(name, component, UNetShapes(cfg), seed, opts)
 	u, err := model.NewUNet(cfg, src)
 	if err != nil {
 		return nil, err
@@ -505,13 +521,10 @@ func NewUNet(name string, cfg model.UNetConfig, n, size, ctxLen int, seed uint64
 	} else {
 		ctxLen = 0
 	}
-	return &Module{
-		Name:    name,
-		Params:  src.Params(),
-		MACs:    UNetMACs(cfg, n, size, size, ctxLen),
-		Inputs:  inputs,
-		forward: func() *ops.Tensor { return u.Forward(x, 999, enc, labels, mask) },
-	}, nil
+	mod.MACs = UNetMACs(cfg, n, size, size, ctxLen)
+	mod.Inputs = inputs
+	mod.forward = func() *ops.Tensor { return u.Forward(x, 999, enc, labels, mask) }
+	return mod, nil
 }
 
 // GFLOPS is flops/seconds/1e9 (0 when seconds is not positive).

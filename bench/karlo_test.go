@@ -142,7 +142,7 @@ const (
   "add_attention": true, "attention_head_dim": 8}`
 )
 
-func buildSmall(t *testing.T, name string, seed uint64) *Module {
+func buildSmall(t *testing.T, name string, seed uint64, opts ...Option) *Module {
 	var (
 		m   *Module
 		err error
@@ -151,19 +151,19 @@ func buildSmall(t *testing.T, name string, seed uint64) *Module {
 	case "text":
 		c, perr := model.ParseCLIPTextConfig([]byte(smallText))
 		require.NoError(t, perr)
-		m, err = NewTextEncoder(c, 2, seed)
+		m, err = NewTextEncoder(c, 2, seed, opts...)
 	case "prior":
 		c, perr := model.ParsePriorConfig([]byte(smallPrior))
 		require.NoError(t, perr)
-		m, err = NewPrior(c, 2, seed)
+		m, err = NewPrior(c, 2, seed, opts...)
 	case "decoder":
 		c, perr := model.ParseUNetConfig([]byte(smallDecoder))
 		require.NoError(t, perr)
-		m, err = NewUNet(name, c, 2, 16, 7, seed)
+		m, err = NewUNet(name, c, 2, 16, 7, seed, opts...)
 	case "superres":
 		c, perr := model.ParseUNetConfig([]byte(smallSuperRes))
 		require.NoError(t, perr)
-		m, err = NewUNet(name, c, 1, 16, 0, seed)
+		m, err = NewUNet(name, c, 1, 16, 0, seed, opts...)
 	}
 	require.NoError(t, err, name)
 	return m

@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
+	"github.com/dalle2/dalle2/convert"
+	"github.com/dalle2/dalle2/loader"
 	"github.com/dalle2/dalle2/ops"
 	"github.com/dalle2/dalle2/ops/asm"
 )
@@ -86,25 +90,60 @@ func (p *Peak) Run() {
 
 // Gemm2048 is the square matrix product of the kernel benchmark: ops.Linear
 // of a [2048, 2048] input by a [2048, 2048] weight (x·wᵀ), on the ops
-// worker pool (ops.SetThreads), as the models call it.
+// worker pool (ops.SetThreads), as the models call it. With WithDType the
+// weight is a compact F16 or Q8_0 tensor (ops.NewCompact), as a Linear
+// layer's weight from a converted file is.
 type Gemm2048 struct {
 	x, w, dst *ops.Tensor
+	// DType is the weight's storage: "f32", "f16" or "q8".
+	DType string
+	// WeightBytes is the size of the stored weight.
+	WeightBytes int64
 }
 
 // GemmSize is the side of the kernel benchmark's matrices.
 const GemmSize = 2048
 
-// NewGemm2048 allocates the operands (random values from seed).
-func NewGemm2048(seed uint64) *Gemm2048 {
-	return &Gemm2048{
-		x:   randomTensor(seed, -1, 1, GemmSize, GemmSize),
-		w:   randomTensor(seed+1, -1, 1, GemmSize, GemmSize),
-		dst: ops.New(GemmSize, GemmSize),
+// NewGemm2048 allocates the operands (random values from seed; the same
+// for every dtype before the weight is converted).
+func NewGemm2048(seed uint64, opts ...Option) (*Gemm2048, error) {
+	o := applyOptions(opts)
+	g := &Gemm2048{
+		x:     randomTensor(seed, -1, 1, GemmSize, GemmSize),
+		w:     randomTensor(seed+1, -1, 1, GemmSize, GemmSize),
+		dst:   ops.New(GemmSize, GemmSize),
+		DType: DTypeName(o.dtype),
 	}
+	g.WeightBytes = int64(4 * len(g.w.Data))
+	if o.dtype == loader.F32 {
+		return g, nil
+	}
+	var format ops.Format
+	switch o.dtype {
+	case loader.F16:
+		format = ops.FormatF16
+	case loader.Q8_0:
+		format = ops.FormatQ8
+	default:
+		return nil, fmt.Errorf("bench: gemm: cannot store the weight as %s", o.dtype)
+	}
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&g.w.Data[0])), 4*len(g.w.Data))
+	lt, err := convert.ConvertTensor(loader.Tensor{Name: "w", DType: loader.F32, Shape: g.w.Shape, Data: raw}, o.dtype)
+	if err != nil {
+		return nil, fmt.Errorf("bench: gemm: %w", err)
+	}
+	if g.w, err = ops.NewCompact(format, lt.Data, GemmSize, GemmSize); err != nil {
+		return nil, fmt.Errorf("bench: gemm: %w", err)
+	}
+	g.WeightBytes = int64(len(lt.Data))
+	return g, nil
 }
 
 // Run computes one product.
 func (g *Gemm2048) Run() { ops.Linear(g.dst, g.x, g.w, nil) }
+
+// Output is the product of the last Run.
+func (g *Gemm2048) Output() *ops.Tensor { return g.dst }
 
 // FLOPs of one product (2·n³).
 func (g *Gemm2048) FLOPs() float64 { return 2 * float64(GemmSize) * GemmSize * GemmSize }

@@ -4,20 +4,28 @@
 #
 #   bench/side_by_side.sh [THREADS [RUNS [MODULES]]]
 #   bench/side_by_side.sh 2 3 text,prior,decoder,superres     # the defaults
+#   DTYPES=f32,f16,q8 bench/side_by_side.sh 2 3                # dalle2 in three storage types
 #
-# For each module in turn it runs `dalle2 bench --json` and then
-# bench/torch_side_by_side.py (Debian's PyTorch, run with /usr/bin/python3:
-# apt-get install python3-torch libopenblas0-openmp), each building the
-# full-size Karlo module with random weights, one warm-up and RUNS timed
-# forwards, and prints a markdown table of the medians and the dalle2/PyTorch
-# time ratio (< 1: dalle2 is faster). Raw JSON lines are kept in $OUT
-# (default: a new temporary folder).
-# Environment: GO (default go), PYTHON (default /usr/bin/python3), OUT.
+# For each module in turn it runs `dalle2 bench --json --dtype $DTYPES` (each
+# dtype one after the other, same random weights) and then
+# bench/torch_side_by_side.py (PyTorch f32; Debian's PyTorch, run with
+# /usr/bin/python3: apt-get install python3-torch libopenblas0-openmp), each
+# building the full-size Karlo module with random weights, one warm-up and
+# RUNS timed forwards, and prints a markdown table of the medians, one row
+# per module and dalle2 dtype: the dalle2/PyTorch time ratio (< 1: dalle2 is
+# faster) and, when DTYPES has more than f32, the time ratio to dalle2's f32
+# run (f16/f32, q8/f32) and the relative L2 error of the output against the
+# f32 output (dalle2 bench --compare; if f32 is not in DTYPES, dalle2 builds
+# and runs the f32 module once more, untimed, for it). Raw JSON lines are kept
+# in $OUT (default: a new temporary folder).
+# Environment: DTYPES (default f32), GO (default go), PYTHON (default
+# /usr/bin/python3), OUT.
 set -eu
 
 THREADS=${1:-2}
 RUNS=${2:-3}
 MODULES=${3:-text,prior,decoder,superres}
+DTYPES=${DTYPES:-f32}
 GO=${GO:-go}
 PYTHON=${PYTHON:-/usr/bin/python3}
 
@@ -51,12 +59,17 @@ esac
 	echo "dalle2: $("$OUT/dalle2" --version | tr -s ' ' | paste -sd ';' -)"
 	echo "torch: $("$PYTHON" -c 'import torch; print(torch.__version__)')"
 	echo "torch BLAS: $BLAS"
-	echo "threads: $THREADS, runs: $RUNS (median after 1 warm-up)"
+	echo "threads: $THREADS, runs: $RUNS (median after 1 warm-up), dalle2 weight dtypes: $DTYPES"
 } >"$OUT/machine.txt"
 
+COMPARE=
+if [ "$DTYPES" != f32 ]; then
+	COMPARE=--compare
+fi
 for m in $(echo "$MODULES" | tr ',' ' '); do
-	echo "side_by_side: $m: dalle2..." >&2
-	"$OUT/dalle2" bench --threads "$THREADS" --runs "$RUNS" --module "$m" --json -q >>"$OUT/dalle2.jsonl"
+	echo "side_by_side: $m: dalle2 ($DTYPES)..." >&2
+	"$OUT/dalle2" bench --threads "$THREADS" --runs "$RUNS" --module "$m" --dtype "$DTYPES" $COMPARE --json -q \
+		>>"$OUT/dalle2.jsonl"
 	echo "side_by_side: $m: PyTorch..." >&2
 	OMP_NUM_THREADS="$THREADS" "$PYTHON" bench/torch_side_by_side.py --threads "$THREADS" --runs "$RUNS" \
 		--module "$m" --json >>"$OUT/torch.jsonl"
@@ -69,28 +82,51 @@ import json, os, sys
 out = sys.argv[1]
 def load(name):
     with open(os.path.join(out, name)) as f:
-        return {r["module"]: r for r in map(json.loads, filter(str.strip, f))}
+        return [json.loads(l) for l in f if l.strip()]
 
-d, t = load("dalle2.jsonl"), load("torch.jsonl")
+d = load("dalle2.jsonl")  # one line per module and dtype
+t = {r["module"]: r for r in load("torch.jsonl")}
+f32 = {r["module"]: r for r in d if r["dtype"] == "f32"}
+multi = len({r["dtype"] for r in d}) > 1 or any("rel_l2" in r for r in d)
 with open(os.path.join(out, "machine.txt")) as f:
     for line in f:
         print("    " + line.rstrip())
 print()
-print("| module | params | GFLOP/fwd | dalle2 s/fwd | PyTorch s/fwd | **dalle2/PyTorch** | dalle2 GFLOP/s | PyTorch GFLOP/s | dalle2 % peak | PyTorch % peak |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for m in d:
-    a, b = d[m], t.get(m)
+head = "| module | dtype | params | weights GB | GFLOP/fwd | dalle2 s/fwd | PyTorch f32 s/fwd | **dalle2/PyTorch** |"
+rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+if multi:
+    head += " dalle2 dtype/f32 time | rel L2 vs f32 |"
+    rule += "---:|---:|"
+head += " dalle2 GFLOP/s | PyTorch GFLOP/s | dalle2 % peak | PyTorch % peak |"
+rule += "---:|---:|---:|---:|"
+print(head)
+print(rule)
+nan = float("nan")
+for a in d:
+    m = a["module"]
+    b = t.get(m)
     if b is None:
         continue
-    peak = a.get("peak_gflops") or float("nan")
+    peak = a.get("peak_gflops") or nan
     note = ""
     if a["params"] != b["params"] or abs(a["flops"] - b["flops"]) > 1e-9 * a["flops"]:
         note = f" (MISMATCH: PyTorch {b['params']:,} params, {b['flops'] / 1e9:.1f} GFLOP)"
-    print(f"| {m} | {a['params']:,}{note} | {a['flops'] / 1e9:.1f} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
-          f"**{a['seconds'] / b['seconds']:.2f}** | {a['gflops']:.1f} | {b['gflops']:.1f} | "
-          f"{100 * a['gflops'] / peak:.0f}% | {100 * b['gflops'] / peak:.0f}% |")
+    row = (f"| {m} | {a['dtype']} | {a['params']:,}{note} | {a.get('weight_bytes', 0) / 1e9:.3f} | "
+           f"{a['flops'] / 1e9:.1f} | {a['seconds']:.3f} | {b['seconds']:.3f} | **{a['seconds'] / b['seconds']:.2f}** |")
+    if multi:
+        ref = f32.get(m)
+        ratio = f"{a['seconds'] / ref['seconds']:.2f}" if ref else "-"
+        rel = f"{a['rel_l2']:.2e}" if "rel_l2" in a else "-"
+        row += f" {ratio} | {rel} |"
+    row += (f" {a['gflops']:.1f} | {b['gflops']:.1f} | {100 * a['gflops'] / peak:.0f}% | "
+            f"{100 * b['gflops'] / peak:.0f}% |")
+    print(row)
 print()
-print(f"FMA peak (dalle2 bench, {next(iter(d.values()))['threads']} threads): "
-      + ", ".join(f"{m} run {r['peak_gflops']:.1f}" for m, r in d.items()) + " GFLOP/s")
+print(f"FMA peak (dalle2 bench, {d[0]['threads']} threads): "
+      + ", ".join(f"{m} run {g:.1f}" for m, g in {r["module"]: r["peak_gflops"] for r in d}.items()) + " GFLOP/s")
+print("dalle2/PyTorch: dalle2 seconds per forward (weights stored in that dtype, fp32 compute) over PyTorch's f32 seconds.")
+if multi:
+    print("dalle2 dtype/f32 time: that dtype's seconds over dalle2's f32 seconds (same run, same weights before storage);")
+    print("rel L2 vs f32: ||y - y_f32|| / ||y_f32|| of the module output, same weights and inputs.")
 print(f"raw results: {out}/dalle2.jsonl, {out}/torch.jsonl")
 EOF
