@@ -579,6 +579,20 @@ func (v *unetViews) reset() {
 	v.n = 0
 }
 
+// reuse returns the first elements of dead tensor t's buffer as a tensor
+// of the given shape, or nil when t is too small.
+func (v *unetViews) reuse(t *ops.Tensor, shape ...int) *ops.Tensor {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if n > len(t.Data) {
+		return nil
+	}
+	tmp := ops.Tensor{Data: t.Data[:n:n]}
+	return v.view(&tmp, shape...)
+}
+
 // view returns t's data with a new shape of the same element count.
 func (v *unetViews) view(t *ops.Tensor, shape ...int) *ops.Tensor {
 	if v.n == len(v.ts) {
