@@ -72,6 +72,17 @@ func (b *binder) lookup(key string, want []int) (loader.Tensor, string, bool) {
 	return t, full, true
 }
 
+// lookupFloat is lookup for a float tensor whose data is to be bound: it
+// also records a non-float dtype, and reports false in a dry binder.
+func (b *binder) lookupFloat(key string, want []int) (loader.Tensor, string, bool) {
+	t, full, ok := b.lookup(key, want)
+	if ok && !floatDType(t.DType) {
+		b.errorf("%s: tensor %q: dtype %s cannot be read as float32", b.component, full, t.DType)
+		return t, full, false
+	}
+	return t, full, ok && !b.dry
+}
+
 // tensor binds key (relative to the binder's prefix), checks its shape and
 // decodes it to dense float32 (F32 data in place, without a copy; F16,
 // BF16, F64 and Q8_0 decoded). It is for everything that is not a
@@ -81,15 +92,8 @@ func (b *binder) lookup(key string, want []int) (loader.Tensor, string, bool) {
 // fails at b.err() anyway, and allocating the size a (possibly hostile)
 // config asks for would only waste memory.
 func (b *binder) tensor(key string, want ...int) *ops.Tensor {
-	t, full, ok := b.lookup(key, want)
+	t, full, ok := b.lookupFloat(key, want)
 	if !ok {
-		return placeholder(want)
-	}
-	if !floatDType(t.DType) {
-		b.errorf("%s: tensor %q: dtype %s cannot be read as float32", b.component, full, t.DType)
-		return placeholder(want)
-	}
-	if b.dry {
 		return placeholder(want)
 	}
 	data, err := decodeFloat32(t)
@@ -105,15 +109,8 @@ func (b *binder) tensor(key string, want ...int) *ops.Tensor {
 // their stored form (ops.NewCompact, no copy: they usually alias the
 // memory map), F32 is used in place, BF16 and F64 are decoded to float32.
 func (b *binder) weight(key string, want ...int) *ops.Tensor {
-	t, full, ok := b.lookup(key, want)
+	t, full, ok := b.lookupFloat(key, want)
 	if !ok {
-		return placeholder(want)
-	}
-	if !floatDType(t.DType) {
-		b.errorf("%s: tensor %q: dtype %s cannot be read as float32", b.component, full, t.DType)
-		return placeholder(want)
-	}
-	if b.dry {
 		return placeholder(want)
 	}
 	var w *ops.Tensor
