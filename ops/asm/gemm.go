@@ -199,32 +199,26 @@ func PackA(dst []float32, a []float32, lda, i0, mr, k0, kc int, transA bool) {
 //
 //	dst[q*NR*kc + p*NR + j] = op(B)[k0+p][j0+q*NR+j]   (0 past column j0+nr)
 //
-// dst must hold ⌈nr/NR⌉·NR·kc floats.
+// dst must hold ⌈nr/NR⌉·NR·kc floats. Packing only copies, so every
+// implementation writes the same bits: with transB and SetFast on, the
+// assembly transposes 8×8 blocks (packBTrans, packb_*.s); otherwise, and
+// for the edges, packBGo does.
 func PackB(dst []float32, b []float32, ldb, k0, kc, j0, nr int, transB bool) {
+	if transB && fast && packBArchOK() {
+		packBTrans(dst, b, ldb, k0, kc, j0, nr, packBT8Arch)
+		return
+	}
+	packBGo(dst, b, ldb, k0, kc, j0, nr, transB)
+}
+
+// packBGo is PackB in plain Go: the reference of the assembly path.
+func packBGo(dst []float32, b []float32, ldb, k0, kc, j0, nr int, transB bool) {
 	for q := 0; q*NR < nr; q++ {
 		d := dst[q*NR*kc : (q+1)*NR*kc]
 		c0 := j0 + q*NR
 		cols := min(NR, nr-q*NR)
 		if transB {
-			// op(B) column j is row j of the stored n×k matrix: four rows
-			// per pass (NR is a multiple of 4), then single ones.
-			j := 0
-			for ; j+4 <= cols; j += 4 {
-				s0 := b[(c0+j)*ldb+k0 : (c0+j)*ldb+k0+kc]
-				s1 := b[(c0+j+1)*ldb+k0 : (c0+j+1)*ldb+k0+kc]
-				s2 := b[(c0+j+2)*ldb+k0 : (c0+j+2)*ldb+k0+kc]
-				s3 := b[(c0+j+3)*ldb+k0 : (c0+j+3)*ldb+k0+kc]
-				s1, s2, s3 = s1[:len(s0)], s2[:len(s0)], s3[:len(s0)]
-				for p, v := range s0 {
-					dp := d[p*NR+j : p*NR+j+4]
-					dp[0], dp[1], dp[2], dp[3] = v, s1[p], s2[p], s3[p]
-				}
-			}
-			for ; j < cols; j++ {
-				for p, v := range b[(c0+j)*ldb+k0 : (c0+j)*ldb+k0+kc] {
-					d[p*NR+j] = v
-				}
-			}
+			packBTransCols(d, b, ldb, k0, kc, c0, 0, cols)
 		} else {
 			for p := 0; p < kc; p++ {
 				copy(d[p*NR:p*NR+cols], b[(k0+p)*ldb+c0:(k0+p)*ldb+c0+cols])
@@ -234,6 +228,29 @@ func PackB(dst []float32, b []float32, ldb, k0, kc, j0, nr int, transB bool) {
 			for p := 0; p < kc; p++ {
 				clear(d[p*NR+cols : p*NR+NR])
 			}
+		}
+	}
+}
+
+// packBTransCols fills columns [j, cols) of the transposed panel d (kc×NR)
+// from rows c0+j … c0+cols−1 of b, inputs [k0, k0+kc): op(B) column j is
+// row j of the stored n×k matrix. Four rows per pass (NR is a multiple of
+// 4), then single ones.
+func packBTransCols(d, b []float32, ldb, k0, kc, c0, j, cols int) {
+	for ; j+4 <= cols; j += 4 {
+		s0 := b[(c0+j)*ldb+k0 : (c0+j)*ldb+k0+kc]
+		s1 := b[(c0+j+1)*ldb+k0 : (c0+j+1)*ldb+k0+kc]
+		s2 := b[(c0+j+2)*ldb+k0 : (c0+j+2)*ldb+k0+kc]
+		s3 := b[(c0+j+3)*ldb+k0 : (c0+j+3)*ldb+k0+kc]
+		s1, s2, s3 = s1[:len(s0)], s2[:len(s0)], s3[:len(s0)]
+		for p, v := range s0 {
+			dp := d[p*NR+j : p*NR+j+4]
+			dp[0], dp[1], dp[2], dp[3] = v, s1[p], s2[p], s3[p]
+		}
+	}
+	for ; j < cols; j++ {
+		for p, v := range b[(c0+j)*ldb+k0 : (c0+j)*ldb+k0+kc] {
+			d[p*NR+j] = v
 		}
 	}
 }
