@@ -31,6 +31,7 @@ func conv2dGemm(dst, x, w *Tensor, pw *asm.PackedA, b *Tensor, stride, pad int, 
 	plane := g.cin * g.h * g.w
 	pointwise := g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0
 	parallelGemm(g.cout, np, kk, g.n, func(ws *workerScratch, i0, i1, j0, j1 int) {
+		defer func() { ws.conv.x = nil }() // do not keep the image (an arena slab) alive
 		rows, cols := i1-i0, j1-j0
 		depth := convDepth(rows)
 		if pw != nil {

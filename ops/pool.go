@@ -127,6 +127,11 @@ func parallelFor(n, cost int, fn func(lo, hi int)) {
 	}
 	j.run()
 	j.wg.Wait()
+	// A copy of j may wait in the channel until a worker next takes it (it
+	// then finds no chunk left and never reads fn): drop fn, so that it
+	// does not keep what the closure captured (often whole arena slabs)
+	// alive. Every read of fn happened before its chunk's Done.
+	j.fn = nil
 	if r := j.panicked.Load(); r != nil {
 		panic(*r)
 	}

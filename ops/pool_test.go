@@ -107,3 +107,27 @@ func TestParallelForConcurrentAndNested(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// After parallelFor returns, the pool must not keep the work function (and
+// so whatever it captured, typically arena slabs) alive, even when a copy of
+// the job still waits in the workers' channel: here a pool whose workers
+// never take anything, so that the caller runs every chunk itself.
+func TestParallelForDropsClosure(t *testing.T) {
+	old := pool
+	p := &workerPool{n: 3, jobs: make(chan *job, 2)} // no workers
+	pool = p
+	defer func() { pool = old }()
+	sum := 0
+	parallelFor(1<<10, 1<<12, func(lo, hi int) { sum += hi - lo })
+	if sum != 1<<10 {
+		t.Fatalf("covered %d items, want %d", sum, 1<<10)
+	}
+	if len(p.jobs) == 0 {
+		t.Fatal("no job was left in the channel; the test does not exercise the case")
+	}
+	for len(p.jobs) > 0 {
+		if j := <-p.jobs; j.fn != nil {
+			t.Fatal("a finished job still holds its work function")
+		}
+	}
+}
