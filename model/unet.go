@@ -482,7 +482,7 @@ func (u *UNet) Forward(x *ops.Tensor, t int64, encoderHidden, classLabels, mask 
 	}
 	u.skips = skips[:0]
 
-	u.scratch.Reset()
+	ctx.newLayer()
 	no := u.scratch.New(hs.Shape...)
 	ops.GroupNorm(no, hs, u.groups, u.ConvNormOutWeight, u.ConvNormOutBias, u.eps)
 	u.hook("conv_norm_out", no)
@@ -540,6 +540,15 @@ type unetContext struct {
 // channels one output is 84 MB, so this keeps super-resolution's
 // activations near the skips plus two outputs, instead of every output of
 // the pass.
+
+// newLayer starts a layer: the scratch arena and the reshaped views (all
+// of them made and used within one layer) are released. Clearing the views
+// matters on a first pass, while the arenas still grow: a view left over
+// from an earlier layer would keep a replaced slab alive.
+func (c *unetContext) newLayer() {
+	c.u.scratch.Reset()
+	c.u.views.reset()
+}
 
 // keep returns the arena of an output that must live for the whole pass.
 func (c *unetContext) keep() *ops.Arena { return &c.u.arena }

@@ -280,10 +280,10 @@ func newDownBlock2D(b *binder, name, typ string, in, out, layers int, downsample
 
 func (d *DownBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor) (*ops.Tensor, []*ops.Tensor) {
 	for j, r := range d.Resnets {
-		c.u.scratch.Reset()
+		c.newLayer()
 		if d.Attentions != nil {
 			h = r.forward(c, h, c.relay())
-			c.u.scratch.Reset()
+			c.newLayer()
 			h = d.Attentions[j].forward(c, h, c.keep())
 		} else {
 			h = r.forward(c, h, c.keep())
@@ -291,7 +291,7 @@ func (d *DownBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor
 		skips = append(skips, h)
 	}
 	for _, r := range d.Downsamplers {
-		c.u.scratch.Reset()
+		c.newLayer()
 		h = r.forward(c, h, c.keep())
 		skips = append(skips, h)
 	}
@@ -318,13 +318,13 @@ func newMidBlock2D(b *binder, typ string, ch int, attention bool, rc resnetConfi
 }
 
 func (m *MidBlock2D) forward(c *unetContext, h *ops.Tensor) *ops.Tensor {
-	c.u.scratch.Reset()
+	c.newLayer()
 	h = m.Resnets[0].forward(c, h, c.relay())
 	for _, a := range m.Attentions {
-		c.u.scratch.Reset()
+		c.newLayer()
 		h = a.forward(c, h, c.relay())
 	}
-	c.u.scratch.Reset()
+	c.newLayer()
 	return m.Resnets[1].forward(c, h, c.relay())
 }
 
@@ -371,17 +371,17 @@ func (u *UpBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor) 
 	for j, r := range u.Resnets {
 		skip := skips[len(skips)-1]
 		skips = skips[:len(skips)-1]
-		c.u.scratch.Reset()
+		c.newLayer()
 		cat := c.u.scratch.New(h.Dim(0), h.Dim(1)+skip.Dim(1), h.Dim(2), h.Dim(3))
 		ops.Concat(cat, 1, h, skip) // current features first
 		h = r.forward(c, cat, c.relay())
 		if u.Attentions != nil {
-			c.u.scratch.Reset()
+			c.newLayer()
 			h = u.Attentions[j].forward(c, h, c.relay())
 		}
 	}
 	for _, r := range u.Upsamplers {
-		c.u.scratch.Reset()
+		c.newLayer()
 		h = r.forward(c, h, c.relay())
 	}
 	c.u.hook(u.name, h)

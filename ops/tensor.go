@@ -148,7 +148,7 @@ func (a *Arena) Reset() {
 	if a.spill > 0 {
 		need := a.off + a.spill
 		a.slab = nil
-		if need >= bigSlab/4 {
+		if 4*need >= bigSlab {
 			debug.FreeOSMemory()
 		}
 		a.slab = make([]float32, need)
@@ -157,8 +157,10 @@ func (a *Arena) Reset() {
 }
 
 // bigSlab is the slab size in bytes from which Reset returns the memory of
-// a grown arena's last pass to the operating system before allocating.
-const bigSlab = 256 << 20
+// a grown arena's last pass to the operating system before allocating
+// (a garbage collection and a scavenge, some milliseconds: a big model's
+// first pass grows its arenas a few dozen times, later passes never).
+const bigSlab = 16 << 20
 
 // Free drops the arena's slab and headers, as if new, and reports whether
 // it held a slab. Tensors handed out must no longer be used. The next pass
