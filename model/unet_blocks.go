@@ -93,38 +93,67 @@ func newResnetBlock2D(b *binder, name string, in, out int, rc resnetConfig, up, 
 	return r
 }
 
-// forward: x [N, Cin, H, W] -> [N, Cout, H', W'] (H' = 2H up, H/2 down).
-func (r *ResnetBlock2D) forward(c *unetContext, x *ops.Tensor, dst *ops.Arena) *ops.Tensor {
+// forward: x [N, Cin, H, W] -> [N, Cout, H', W'] (H' = 2H up, H/2 down),
+// allocated from dst. When consume is set, x is the caller's temporary,
+// dead after this call: the first normalisation then runs in place over it.
+//
+// The shortcut (x, resampled, through conv_shortcut if there is one) is
+// written to the output first, and conv2's result added to it at the end,
+// the same sum x' + conv2(…) as in diffusers (hence the same bits). Doing
+// the shortcut first lets every temporary die early: at 256×256 a resnet
+// needs at most three feature maps of scratch.
+func (r *ResnetBlock2D) forward(c *unetContext, x *ops.Tensor, dst *ops.Arena, consume bool) *ops.Tensor {
 	s := &c.u.scratch
 	n, hh, ww := x.Dim(0), x.Dim(2), x.Dim(3)
-	h := s.New(n, r.In, hh, ww)
-	ops.GroupNorm(h, x, r.cfg.groups, r.Norm1Weight, r.Norm1Bias, r.cfg.eps)
-	ops.SiLU(h, h)
+	oh, ow := hh, ww
 	switch {
 	case r.Up:
-		hh, ww = 2*hh, 2*ww
-		xu, hu := s.New(n, r.In, hh, ww), s.New(n, r.In, hh, ww)
-		ops.UpsampleNearest2x(xu, x)
-		ops.UpsampleNearest2x(hu, h)
-		x, h = xu, hu
+		oh, ow = 2*hh, 2*ww
 	case r.Down:
-		hh, ww = hh/2, ww/2
-		xd, hd := s.New(n, r.In, hh, ww), s.New(n, r.In, hh, ww)
-		ops.AvgPool2x(xd, x)
-		ops.AvgPool2x(hd, h)
-		x, h = xd, hd
+		oh, ow = hh/2, ww/2
 	}
-	h1 := s.New(n, r.Out, hh, ww)
+	out := dst.New(n, r.Out, oh, ow)
+	resample := func(dst, src *ops.Tensor) {
+		if r.Up {
+			ops.UpsampleNearest2x(dst, src)
+		} else {
+			ops.AvgPool2x(dst, src)
+		}
+	}
+	switch {
+	case r.ConvShortcutWeight == nil && (r.Up || r.Down):
+		resample(out, x)
+	case r.ConvShortcutWeight == nil:
+		copy(out.Data, x.Data)
+	case r.Up || r.Down:
+		xs := s.New(n, r.In, oh, ow)
+		resample(xs, x)
+		ops.Conv2D(out, xs, r.ConvShortcutWeight, r.ConvShortcutBias, 1, 0)
+	default:
+		ops.Conv2D(out, x, r.ConvShortcutWeight, r.ConvShortcutBias, 1, 0)
+	}
+
+	h := x
+	if !consume {
+		h = s.New(n, r.In, hh, ww)
+	}
+	ops.GroupNorm(h, x, r.cfg.groups, r.Norm1Weight, r.Norm1Bias, r.cfg.eps)
+	ops.SiLU(h, h)
+	if r.Up || r.Down {
+		hr := s.New(n, r.In, oh, ow)
+		resample(hr, h)
+		h = hr
+	}
+	h1 := s.New(n, r.Out, oh, ow)
 	ops.Conv2D(h1, h, r.Conv1Weight, r.Conv1Bias, 1, 1)
 	e := s.New(n, r.TimeEmbProjWeight.Dim(0))
 	ops.Linear(e, c.embAct, r.TimeEmbProjWeight, r.TimeEmbProjBias)
 	// h is dead after conv1: the second normalisation writes into its
-	// buffer when it is large enough, and the shortcut convolution into
-	// h1's (dead after that normalisation). At 256×256 this saves two
-	// feature maps of scratch per resnet (168 MB at 320 channels).
-	h2 := c.u.views.reuse(h, n, r.Out, hh, ww)
+	// buffer when it is large enough; conv2 then writes into h1's, dead
+	// after that normalisation.
+	h2 := c.u.views.reuse(h, n, r.Out, oh, ow)
 	if h2 == nil {
-		h2 = s.New(n, r.Out, hh, ww)
+		h2 = s.New(n, r.Out, oh, ow)
 	}
 	if r.cfg.scaleShift {
 		ops.GroupNorm(h2, h1, r.cfg.groups, r.Norm2Weight, r.Norm2Bias, r.cfg.eps)
@@ -134,14 +163,8 @@ func (r *ResnetBlock2D) forward(c *unetContext, x *ops.Tensor, dst *ops.Arena) *
 		ops.GroupNorm(h2, h1, r.cfg.groups, r.Norm2Weight, r.Norm2Bias, r.cfg.eps)
 	}
 	ops.SiLU(h2, h2)
-	out := dst.New(n, r.Out, hh, ww)
-	ops.Conv2D(out, h2, r.Conv2Weight, r.Conv2Bias, 1, 1)
-	if r.ConvShortcutWeight != nil {
-		sc := h1
-		ops.Conv2D(sc, x, r.ConvShortcutWeight, r.ConvShortcutBias, 1, 0)
-		x = sc
-	}
-	ops.Add(out, x, out) // shortcut + h (output_scale_factor 1)
+	ops.Conv2D(h1, h2, r.Conv2Weight, r.Conv2Bias, 1, 1)
+	ops.Add(out, out, h1) // shortcut + h (output_scale_factor 1)
 	c.u.hook(r.name, out)
 	return out
 }
@@ -282,17 +305,17 @@ func (d *DownBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor
 	for j, r := range d.Resnets {
 		c.newLayer()
 		if d.Attentions != nil {
-			h = r.forward(c, h, c.relay())
+			h = r.forward(c, h, c.relay(), false)
 			c.newLayer()
 			h = d.Attentions[j].forward(c, h, c.keep())
 		} else {
-			h = r.forward(c, h, c.keep())
+			h = r.forward(c, h, c.keep(), false)
 		}
 		skips = append(skips, h)
 	}
 	for _, r := range d.Downsamplers {
 		c.newLayer()
-		h = r.forward(c, h, c.keep())
+		h = r.forward(c, h, c.keep(), false)
 		skips = append(skips, h)
 	}
 	c.u.hook(d.name, h)
@@ -319,13 +342,13 @@ func newMidBlock2D(b *binder, typ string, ch int, attention bool, rc resnetConfi
 
 func (m *MidBlock2D) forward(c *unetContext, h *ops.Tensor) *ops.Tensor {
 	c.newLayer()
-	h = m.Resnets[0].forward(c, h, c.relay())
+	h = m.Resnets[0].forward(c, h, c.relay(), false)
 	for _, a := range m.Attentions {
 		c.newLayer()
 		h = a.forward(c, h, c.relay())
 	}
 	c.newLayer()
-	return m.Resnets[1].forward(c, h, c.relay())
+	return m.Resnets[1].forward(c, h, c.relay(), false)
 }
 
 // UpBlock2D is a ResnetUpsampleBlock2D or a SimpleCrossAttnUpBlock2D: each
@@ -374,7 +397,7 @@ func (u *UpBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor) 
 		c.newLayer()
 		cat := c.u.scratch.New(h.Dim(0), h.Dim(1)+skip.Dim(1), h.Dim(2), h.Dim(3))
 		ops.Concat(cat, 1, h, skip) // current features first
-		h = r.forward(c, cat, c.relay())
+		h = r.forward(c, cat, c.relay(), true)
 		if u.Attentions != nil {
 			c.newLayer()
 			h = u.Attentions[j].forward(c, h, c.relay())
@@ -382,7 +405,7 @@ func (u *UpBlock2D) forward(c *unetContext, h *ops.Tensor, skips []*ops.Tensor) 
 	}
 	for _, r := range u.Upsamplers {
 		c.newLayer()
-		h = r.forward(c, h, c.relay())
+		h = r.forward(c, h, c.relay(), false)
 	}
 	c.u.hook(u.name, h)
 	return h, skips
