@@ -15,6 +15,19 @@
 // results do not depend on blocking, kernel set or how callers split C across
 // threads.
 //
+// PackB's transposed case (a Linear weight [N, K] as the right operand)
+// transposes 8×8 (AVX2) or 4×4 (NEON) blocks in assembly (packb_*.s).
+//
+// Family exp: ScaleMax, ExpShift and SigmoidMul (softmax, SiLU, QuickGELU)
+// and GELU, vectorised with float64-accurate arithmetic and one rounding.
+//
+// Family dequant: DequantQ8 and HalfToFloat decode Q8_0 blocks and fp16
+// values exactly, for the GEMM's packing of compact weights.
+//
+// Family q8dot: Q8Gemm multiplies int8-quantized activations by Q8_0
+// weights with exact int32 block sums (measured against decoding while
+// packing; not used by the model, see bench/RESULTS.md §6.5).
+//
 // Features reports the detected CPU features, Name the kernel set in use, and
 // SetFast switches the assembly off for tests and benchmarks.
 package asm
