@@ -83,9 +83,6 @@ func rowLen(shape []int) int {
 // must end at a block boundary or at the end of the row.
 func (t *Tensor) decodeSpan(dst []float32, r, c0 int) {
 	row := rowLen(t.Shape)
-	if t.Shape[0] == row && len(t.Shape) == 1 {
-		r = 0
-	}
 	switch t.Q.Format {
 	case FormatF16:
 		off := 2 * (r*row + c0)
@@ -115,13 +112,20 @@ func (t *Tensor) Dense() *Tensor {
 		return t
 	}
 	out := New(t.Shape...)
-	row := rowLen(t.Shape)
-	rows := 1
-	if len(t.Shape) > 1 {
-		rows = t.Shape[0]
-	}
-	for r := 0; r < rows; r++ {
-		t.decodeSpan(out.Data[r*row:(r+1)*row], r, 0)
-	}
+	t.decodeAll(out.Data)
 	return out
+}
+
+// decodeAll writes every value of the compact weight t into dst (Numel
+// values). The rows are stored back to back (Q8_0 rows are whole blocks),
+// so the whole tensor decodes in one call.
+func (t *Tensor) decodeAll(dst []float32) {
+	switch t.Q.Format {
+	case FormatF16:
+		asm.HalfToFloat(dst, t.Q.Raw)
+	case FormatQ8:
+		asm.DequantQ8(dst, t.Q.Raw)
+	default:
+		panic(fmt.Sprintf("ops: compact weight of unknown format %d", uint8(t.Q.Format)))
+	}
 }

@@ -56,9 +56,6 @@ func decoded(w *Tensor) (data []float32, release func()) {
 	}
 	*bp = floats(*bp, n)
 	buf := *bp
-	row := rowLen(w.Shape)
-	for r := 0; r*row < n; r++ {
-		w.decodeSpan(buf[r*row:(r+1)*row], r, 0)
-	}
+	w.decodeAll(buf)
 	return buf, func() { decodedPool.Put(bp) }
 }
