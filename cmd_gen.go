@@ -115,7 +115,7 @@ func genCommand() *cli.Command {
 			&cli.IntFlag{Name: "n", Value: 1, Usage: "`N` images per prompt"},
 			&cli.IntFlag{Name: "size", Usage: "output size in `PIXELS`: the decoder's (64 for Karlo) stops after the decoder", DefaultText: "the super-res size, 256 for Karlo"},
 			&cli.BoolFlag{Name: "upsample-antialias", Usage: "antialiased bicubic (a=-0.5) from decoder to super-res, as diffusers asks of PyTorch >= 1.11; default: plain bicubic, as in the golden reference run"},
-			&cli.BoolFlag{Name: "low-memory", Usage: "build each model just before its stage and release it after: about one model's weights in memory at a time (same images, a little slower)"},
+			&cli.BoolFlag{Name: "low-memory", Usage: "build each model just before its stage and release it after, and drop each block's weights once it has run: about one block's weights in memory at a time (same images, a little slower)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON line per written image on standard output (path, prompt, seed, timings)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or messages on stderr (same as the global --quiet)"},
 		},

@@ -91,7 +91,7 @@ func varFlags(withPrior, perImage bool) []cli.Flag {
 		&cli.IntFlag{Name: "size", Usage: "output size in `PIXELS`: the decoder's (64 for Karlo) stops after the decoder; default: the super-res size (256)", DefaultText: "super-res size"},
 		&cli.BoolFlag{Name: "upsample-antialias", Usage: "antialiased bicubic (a=-0.5) from decoder to super-res; default: plain bicubic, as in the golden reference run"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress or messages on stderr (same as the global --quiet)"},
-		&cli.BoolFlag{Name: "low-memory", Usage: "build each model just before its stage and release it after: about one model's weights in memory at a time (same images, a little slower)"},
+		&cli.BoolFlag{Name: "low-memory", Usage: "build each model just before its stage and release it after, and drop each block's weights once it has run: about one block's weights in memory at a time (same images, a little slower)"},
 	)
 	if perImage {
 		flags = append(flags, &cli.IntFlag{Name: "n", Value: 1, Usage: "`N` variations per image"})

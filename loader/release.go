@@ -27,27 +27,45 @@ func (f *File) Release(component string) error {
 	if _, ok := f.Component(component); !ok {
 		return f.errorf("release: no component %q", component)
 	}
+	return f.releasePrefix(component + "/")
+}
+
+// ReleasePrefix is Release for the stored tensors whose names begin with
+// prefix, a component and a module of it such as
+// "super_res_first/up_blocks.0." (the trailing dot keeps "up_blocks.1"
+// from matching "up_blocks.10"): the pages that hold only such tensors are
+// dropped. A model running in low-memory mode calls it after each block,
+// so that only the weights of the block running are resident; the next
+// pass faults them back in from the page cache. A prefix that matches no
+// tensor releases nothing.
+func (f *File) ReleasePrefix(prefix string) error {
+	if f.closed {
+		return f.errorf("release %q: file is closed", prefix)
+	}
+	return f.releasePrefix(prefix)
+}
+
+func (f *File) releasePrefix(prefix string) error {
 	if f.unmap == nil || len(f.data) == 0 {
 		return nil // not a memory map (OpenBytes)
 	}
-	for _, r := range f.releaseRanges(component, os.Getpagesize()) {
+	for _, r := range f.releaseRanges(prefix, os.Getpagesize()) {
 		if err := releasePages(f.data[r[0]:r[1]]); err != nil {
-			return f.errorf("release %q: bytes [%d, %d): %v", component, r[0], r[1], err)
+			return f.errorf("release %q: bytes [%d, %d): %v", prefix, r[0], r[1], err)
 		}
 	}
 	return nil
 }
 
 // releaseRanges returns the page-aligned byte ranges [start, end) of f's
-// data that hold only component's tensors: each maximal run of its
-// tensors, in file order with no other tensor or blob in between, rounded
-// inwards to multiples of page.
-func (f *File) releaseRanges(component string, page int) [][2]int64 {
+// data that hold only tensors whose names begin with prefix: each maximal
+// run of them, in file order with no other tensor or blob in between,
+// rounded inwards to multiples of page.
+func (f *File) releaseRanges(prefix string, page int) [][2]int64 {
 	type region struct {
 		off, end int64
 		mine     bool
 	}
-	prefix := component + "/"
 	regions := make([]region, 0, len(f.tensors)+len(f.blobs))
 	for _, t := range f.tensors {
 		regions = append(regions, region{t.Offset, t.Offset + t.Size, strings.HasPrefix(t.Name, prefix)})

@@ -52,7 +52,7 @@ func TestReleaseRanges(t *testing.T) {
 	const page = 4096
 	f, _ := releaseFile(t, []int{3 * page, 5000, 2 * page, 3*page + 100, 7 * page})
 	for _, comp := range []string{"a", "b", "c"} {
-		rs := f.releaseRanges(comp, page)
+		rs := f.releaseRanges(comp+"/", page)
 		require.NotEmpty(t, rs, comp)
 		for _, r := range rs {
 			require.Zero(t, r[0]%page, "%s: %v", comp, r)
@@ -97,7 +97,7 @@ func TestReleaseRanges(t *testing.T) {
 		}
 	}
 	// a's first two tensors are adjacent in the file: one range spans them.
-	rs := f.releaseRanges("a", page)
+	rs := f.releaseRanges("a/", page)
 	require.Len(t, rs, 2, "a: %v", rs)
 }
 
@@ -173,6 +173,42 @@ func TestReleaseErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, mem.Release("a"))
 
+	require.NoError(t, mem.ReleasePrefix("a/t0"))
+
 	require.NoError(t, f.Close())
 	require.ErrorContains(t, f.Release("a"), "closed")
+	require.ErrorContains(t, f.ReleasePrefix("a/"), "closed")
+}
+
+// TestReleasePrefixDropsOneTensor: ReleasePrefix drops the pages of the
+// tensors under its prefix and no others; a prefix that matches nothing
+// releases nothing; the data reads back unchanged.
+func TestReleasePrefixDropsOneTensor(t *testing.T) {
+	const mib = 1 << 20
+	f, want := releaseFile(t, []int{4 * mib, 4 * mib, 4 * mib, 4 * mib, 4 * mib})
+	touch := func() {
+		for name, data := range want {
+			got, err := f.Tensor(name)
+			require.NoError(t, err)
+			require.True(t, bytes.Equal(data, got.Data), name)
+		}
+	}
+	touch()
+	if runtime.GOOS != "linux" {
+		require.NoError(t, f.ReleasePrefix("a/t3"))
+		touch()
+		t.Skip("resident memory per mapping is only measured on Linux")
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(f.data)))
+	before := mappingRSS(t, addr)
+	require.GreaterOrEqual(t, before, int64(20*mib), "all tensors read: 20 MiB resident")
+	require.NoError(t, f.ReleasePrefix("a/nothing"))
+	require.Equal(t, before, mappingRSS(t, addr), "a prefix matching no tensor releases nothing")
+	require.NoError(t, f.ReleasePrefix("a/t3"))
+	after := mappingRSS(t, addr)
+	// t3 is 4 MiB; its range loses at most a page at each end.
+	page := int64(os.Getpagesize())
+	require.LessOrEqual(t, after, before-4*mib+2*page, "before %d, after %d", before, after)
+	require.GreaterOrEqual(t, after, before-4*mib, "only t3's pages go: before %d, after %d", before, after)
+	touch()
 }

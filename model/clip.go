@@ -101,10 +101,11 @@ type clipEncoderLayer struct {
 
 // clipEncoder holds what every layer of a tower shares.
 type clipEncoder struct {
-	Layers []clipEncoderLayer
-	heads  int
-	scale  float32 // head_dim^-0.5, applied to q before the dot product
-	act    func(dst, x *ops.Tensor)
+	Layers  []clipEncoderLayer
+	release releaser // low-memory mode: drops each layer's weight pages after it runs
+	heads   int
+	scale   float32 // head_dim^-0.5, applied to q before the dot product
+	act     func(dst, x *ops.Tensor)
 }
 
 func bindClipEncoder(b *binder, layers, d, inter, heads int, eps float32) []clipEncoderLayer {
@@ -162,6 +163,7 @@ func (e *clipEncoder) forward(a *ops.Arena, h, bias *ops.Tensor, causal bool, pr
 		h = a.New(r.Shape...)
 		ops.Add(h, r, f)
 		clipHook(hook, name, h)
+		e.release.done(name)
 	}
 	return h
 }

@@ -44,6 +44,11 @@ type Pipeline struct {
 
 	parts configs      // every model component's config (nil: not in the file)
 	file  *loader.File // low-memory mode: where models are built from; else nil
+
+	// releaseErr is the first error of dropping a block's weight pages
+	// in low-memory mode (loader.File.ReleasePrefix, called from inside a
+	// model's Forward, which returns no error); the next stage reports it.
+	releaseErr error
 }
 
 func wrap(component string, err error) error {

@@ -17,10 +17,15 @@ type LoadOptions struct {
 	// encoder) is built right before the stage that runs it, and the one
 	// before is released first: its Go memory is freed and the pages of
 	// the memory-mapped file that hold its weights are handed back to the
-	// operating system (loader.File.Release). So about one model's
-	// weights are resident at a time instead of all of them. Outputs are
+	// operating system (loader.File.Release). Within a model's pass, the
+	// pages of each block's weights (a U-Net's down, mid and up blocks, a
+	// transformer's layers) are dropped as soon as the block has run
+	// (loader.File.ReleasePrefix), so only about one block's weights are
+	// resident at a time; the next pass faults them back in, from the page
+	// cache as long as the system can keep the file there. Outputs are
 	// bit-identical; a run costs one more build of each model it uses (a
-	// few page faults for raw weights, decoding for compressed ones).
+	// few page faults for raw weights, decoding for compressed ones) and
+	// those page faults again on every pass.
 	//
 	// Loading still checks everything it can without reading weights: the
 	// configs, the tokenizer, the schedulers, how the components fit
@@ -207,7 +212,47 @@ func (p *Pipeline) build(name string, src loader.Source) error {
 	default:
 		panic("model: build of " + name)
 	}
+	if err == nil && p.file != nil {
+		p.setReleaser(name)
+	}
 	return wrap(name, err)
+}
+
+// setReleaser makes the built model component name drop the pages of each
+// block's weights once the block has run (low-memory mode): during a
+// pass only the weights of the block running are resident; the next pass
+// (the next denoising step) faults them back in from the page cache.
+func (p *Pipeline) setReleaser(name string) {
+	r := releaser(func(module string) {
+		if err := p.file.ReleasePrefix(name + "/" + module + "."); err != nil && p.releaseErr == nil {
+			p.releaseErr = err
+		}
+	})
+	switch name {
+	case "text_encoder":
+		p.TextEncoder.Encoder.release = r
+	case "prior":
+		p.Prior.release = r
+	case "decoder":
+		p.Decoder.release = r
+	case "super_res_first":
+		p.SuperResFirst.release = r
+	case "super_res_last":
+		p.SuperResLast.release = r
+	case "image_encoder":
+		p.ImageEncoder.Encoder.release = r
+	}
+}
+
+// releaser is called by a model after each of its blocks has run, with the
+// block's state-dict prefix ("up_blocks.0", "transformer_blocks.3",
+// "text_model.encoder.layers.11"); nil outside low-memory mode.
+type releaser func(module string)
+
+func (r releaser) done(module string) {
+	if r != nil {
+		r(module)
+	}
 }
 
 // loaded reports whether model component name is built.
@@ -313,6 +358,10 @@ func (p *Pipeline) use(names ...string) error {
 			debug.FreeOSMemory()
 		}
 		return nil
+	}
+	if err := p.releaseErr; err != nil {
+		p.releaseErr = nil
+		return err
 	}
 	released := false
 	for _, n := range modelComponents {

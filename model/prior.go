@@ -196,6 +196,7 @@ type Prior struct {
 	timeAct func(dst, x *ops.Tensor)
 	scale   float32
 	arena   ops.Arena
+	release releaser // low-memory mode: drops each block's weight pages after it runs
 }
 
 // NewPrior binds the prior's weights from src.
@@ -347,6 +348,7 @@ func (p *Prior) Forward(x *ops.Tensor, t int64, projEmb, enc, mask *ops.Tensor) 
 		clipHook(p.Hook, "pre_hook."+name+".arg0", seq)
 		seq = p.TransformerBlocks[i].forward(a, seq, bias, c.NumAttentionHeads, p.scale)
 		clipHook(p.Hook, name, seq)
+		p.release.done(name)
 	}
 	seq = p.NormOut.forward(a, seq)
 	clipHook(p.Hook, "norm_out", seq)

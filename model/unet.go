@@ -8,6 +8,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/dalle2/dalle2/loader"
@@ -354,6 +355,7 @@ type UNet struct {
 	scratch ops.Arena     // temporaries of one layer, reset before each layer
 	views   unetViews     // reshaped headers, reused across passes
 	skips   []*ops.Tensor // skip-connection stack (capacity reused)
+	release releaser      // low-memory mode: drops each block's weight pages after it runs
 	groups  int
 	eps     float32
 }
@@ -474,11 +476,14 @@ func (u *UNet) Forward(x *ops.Tensor, t int64, encoderHidden, classLabels, mask 
 			u.hook("pre:down_blocks.0.resnets.0.arg1", emb)
 		}
 		hs, skips = blk.forward(&ctx, hs, skips)
+		u.release.done("down_blocks." + strconv.Itoa(bi))
 	}
 	hs = u.MidBlock.forward(&ctx, hs)
 	u.hook("mid_block", hs)
-	for _, blk := range u.UpBlocks {
+	u.release.done("mid_block")
+	for bi, blk := range u.UpBlocks {
 		hs, skips = blk.forward(&ctx, hs, skips)
+		u.release.done("up_blocks." + strconv.Itoa(bi))
 	}
 	u.skips = skips[:0]
 
