@@ -51,6 +51,7 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 }
 
 func TestLinearCompactBitIdentical(t *testing.T) {
+	t.Cleanup(SetQ16(false)) // the decode path; q16_test.go tests the q16 one
 	old := minTileFlops
 	minTileFlops = 1 << 10 // split even small products into tiles
 	t.Cleanup(func() { minTileFlops = old })
@@ -93,6 +94,7 @@ func TestLinearCompactBitIdentical(t *testing.T) {
 }
 
 func TestConv2DCompactBitIdentical(t *testing.T) {
+	t.Cleanup(SetQ16(false)) // the decode path; q16_test.go tests the q16 one
 	oldT, oldC := minTileFlops, convChunkFloats
 	minTileFlops = 1 << 10
 	convChunkFloats = 1 << 10 // chunks of 256 deep: exercise the chunked decode
@@ -179,6 +181,7 @@ func FuzzLinearCompact(f *testing.F) {
 		old := minTileFlops
 		minTileFlops = 1 << 10
 		defer func() { minTileFlops = old }()
+		defer SetQ16(false)() // the decode path; FuzzLinearQ16 fuzzes the q16 one
 		withThreads(t, 1+int(flags>>5)%4)
 		if flags&4 != 0 {
 			defer asm.SetFast(false)()

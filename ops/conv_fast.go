@@ -18,8 +18,13 @@ import "github.com/dalle2/dalle2/ops/asm"
 // Work is split into tiles over (Cout, Ho·Wo) that cover every image of the
 // batch, so that each tile packs its rows of W once for all images; W is
 // packed in depth chunks of convDepth (rows × convDepth floats per worker).
+// A Q8_0 weight takes conv2dQ16 instead where useQ16 allows (q16.go).
 func conv2dFast(dst, x, w, b *Tensor, stride, pad int) {
 	g := convDims(dst, x, w, b, stride, pad)
+	if useQ16(w) && g.cin*g.kh*g.kw > 0 {
+		conv2dQ16(dst, x, w, b, stride, pad, g) // Q8_0 weight on AVX-512 VNNI (q16.go)
+		return
+	}
 	conv2dGemm(dst, x, w, nil, b, stride, pad, g)
 }
 

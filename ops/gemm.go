@@ -31,6 +31,7 @@ type workerScratch struct {
 	dec    []float32     // decoded rows of a compact convolution weight
 	buf    []float32     // attention logits
 	sums   []float32     // attention row sums
+	q16    q16Scratch    // the q16 path's panels (Q8_0 weights on AVX-512 VNNI)
 }
 
 var scratchFree struct {
