@@ -209,8 +209,8 @@ func runBench(c *cli.Context) error {
 		for i, d := range dtypes {
 			names[i] = bench.DTypeName(d)
 		}
-		fmt.Fprintf(w, "dalle2 %s bench: kernels %s, %d threads (%d CPUs), weights %s (fp32 compute), median of %d runs after 1 warm-up\n",
-			version, asm.Name(), threads, runtime.NumCPU(), strings.Join(names, ", "), runs)
+		fmt.Fprintf(w, "dalle2 %s bench: kernels %s, %d threads (%d CPUs), weights %s (Q8_0 weights: %s; otherwise fp32 compute), median of %d runs after 1 warm-up\n",
+			version, asm.Name(), threads, runtime.NumCPU(), strings.Join(names, ", "), ops.Q8Path(), runs)
 		fmt.Fprintf(w, "FMA peak: %.1f GFLOP/s (%s)\n\n", peakRes.GFLOPS, bench.PeakMethod)
 		relHead, relRule := "", ""
 		if compare {

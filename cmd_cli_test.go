@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dalle2/dalle2/loader"
+	"github.com/dalle2/dalle2/ops"
 	"github.com/dalle2/dalle2/ops/asm"
 )
 
@@ -444,5 +445,6 @@ func TestCLIVersion(t *testing.T) {
 		require.Contains(t, out, "dalle2 "+version+"\n")
 		require.Contains(t, out, fmt.Sprintf("weight format  %d\n", loader.Version))
 		require.Contains(t, out, "kernels        "+asm.Name()+"\n")
+		require.Contains(t, out, "q8 weights     "+ops.Q8Path()+"\n")
 	}
 }

@@ -294,6 +294,7 @@ func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "dalle2 %s\n", version)
 	fmt.Fprintf(w, "weight format  %d\n", loader.Version)
 	fmt.Fprintf(w, "kernels        %s\n", asm.Name())
+	fmt.Fprintf(w, "q8 weights     %s\n", ops.Q8Path())
 	fmt.Fprintf(w, "go             %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 

@@ -153,11 +153,13 @@ func Karlo(name string, seed uint64, opts ...Option) (*Module, error) {
 func newSource(name, component string, shapes map[string][]int, seed uint64, opts []Option) (loader.Source, *Module) {
 	o := applyOptions(opts)
 	rs := NewRandomSource(shapes, seed)
-	mod := &Module{Name: name, DType: DTypeName(o.dtype), Params: rs.Params(), WeightBytes: StoredBytes(component, shapes, o.dtype)}
+	mod := &Module{Name: name, DType: DTypeName(o.dtype), Params: rs.Params(), WeightBytes: storedBytes(component, shapes, o.dtype, o.keep)}
 	if o.dtype == loader.F32 {
 		return rs, mod
 	}
-	return NewStoredSource(rs, component, o.dtype), mod
+	src := NewStoredSource(rs, component, o.dtype)
+	src.keep = o.keep
+	return src, mod
 }
 
 // randomTensor is a tensor of uniform values in [lo, hi) from stream.

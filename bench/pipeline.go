@@ -183,7 +183,7 @@ type ComponentReport struct {
 // WritePipeline writes the pipeline of cfgs with random weights to path as
 // a dalle2 weight file: every component as `dalle2 convert` writes a
 // diffusers folder (same names, classes, configs and per-tensor storage
-// dtypes through convert.StorageDType and convert.ConvertTensor), the
+// dtypes through convert.Policy and convert.ConvertTensor), the
 // built-in CLIP tokenizer, and metadata naming the seed. Tensors are
 // generated, converted and written one at a time, so memory follows the
 // largest tensor (the token embedding, 152 MB as F32), not the file's
@@ -275,12 +275,13 @@ func writePipeline(w *loader.Writer, comps []PipelineComponent, target loader.DT
 func writeComponent(w *loader.Writer, c PipelineComponent, target loader.DType) (*ComponentReport, error) {
 	src := NewRandomSource(c.Shapes, c.Seed)
 	cr := &ComponentReport{Name: c.Name, DTypes: map[string]int{}}
+	policy := convert.NewPolicy(c.Name, src.Names(), target)
 	for _, name := range src.Names() {
 		t, err := src.Tensor(name)
 		if err != nil {
 			return nil, err
 		}
-		d := convert.StorageDType(c.Name, name, t.Shape, target)
+		d := policy.DType(name, t.Shape)
 		out, err := convert.ConvertTensor(t, d)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %s: tensor %q as %s: %w", c.Name, name, d, err)

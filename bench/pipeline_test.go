@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -110,11 +112,12 @@ func TestWritePipelineTiny(t *testing.T) {
 				fc, ok := f.Component(c.Name)
 				require.True(t, ok, c.Name)
 				require.Equal(t, c.Class, fc.Class)
+				policy := convert.NewPolicy(c.Name, slices.Collect(maps.Keys(c.Shapes)), target)
 				for key, shape := range c.Shapes {
 					ti, err := f.Sub(c.Name).Tensor(key)
 					require.NoError(t, err)
 					require.Equal(t, shape, ti.Shape, key)
-					require.Equal(t, convert.StorageDType(c.Name, key, shape, target), ti.DType, "%s/%s", c.Name, key)
+					require.Equal(t, policy.DType(key, shape), ti.DType, "%s/%s", c.Name, key)
 					tensors++
 				}
 				bytes += StoredBytes(c.Name, c.Shapes, target)

@@ -124,7 +124,8 @@ for a in d:
 print()
 print(f"FMA peak (dalle2 bench, {d[0]['threads']} threads): "
       + ", ".join(f"{m} run {g:.1f}" for m, g in {r["module"]: r["peak_gflops"] for r in d}.items()) + " GFLOP/s")
-print("dalle2/PyTorch: dalle2 seconds per forward (weights stored in that dtype, fp32 compute) over PyTorch's f32 seconds.")
+print("dalle2/PyTorch: dalle2 seconds per forward (weights stored in that dtype; fp32 compute, except Q8_0 weights where the")
+print("CPU has AVX-512 VNNI: int16 x int8, see dalle2 --version) over PyTorch's f32 seconds.")
 if multi:
     print("dalle2 dtype/f32 time: that dtype's seconds over dalle2's f32 seconds (same run, same weights before storage);")
     print("rel L2 vs f32: ||y - y_f32|| / ||y_f32|| of the module output, same weights and inputs.")

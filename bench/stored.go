@@ -7,7 +7,9 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/dalle2/dalle2/convert"
@@ -20,6 +22,7 @@ type Option func(*buildOptions)
 
 type buildOptions struct {
 	dtype loader.DType
+	keep  func(key string) bool // WithKeep
 }
 
 func applyOptions(opts []Option) buildOptions {
@@ -31,11 +34,19 @@ func applyOptions(opts []Option) buildOptions {
 }
 
 // WithDType stores the module's weights as target (loader.F32, the default,
-// F16 or Q8_0) through convert's storage policy (convert.StorageDType picks
+// F16 or Q8_0) through convert's storage policy (convert.Policy.DType picks
 // each tensor's type, convert.ConvertTensor converts it), as a weight file
 // written by `dalle2 convert --dtype` holds them.
 func WithDType(target loader.DType) Option {
 	return func(o *buildOptions) { o.dtype = target }
+}
+
+// WithKeep stores the tensors whose state-dict keys keep accepts as F16
+// where convert's policy would store them as Q8_0: a policy ablation, to
+// measure how much of a module's q8 error each group of weights causes.
+// It changes nothing for other targets.
+func WithKeep(keep func(key string) bool) Option {
+	return func(o *buildOptions) { o.keep = keep }
 }
 
 // DTypeName is the --dtype name of a storage target: "f32", "f16" or "q8"
@@ -73,13 +84,14 @@ func ParseDType(s string) (loader.DType, error) {
 type StoredSource struct {
 	src       loader.Source
 	component string
-	target    loader.DType
+	policy    convert.Policy
+	keep      func(key string) bool // nil: convert's policy as it is
 }
 
 // NewStoredSource serves the tensors of src, the weights of pipeline
 // component ("text_encoder", "prior", "decoder", ...), as stored for target.
 func NewStoredSource(src loader.Source, component string, target loader.DType) *StoredSource {
-	return &StoredSource{src: src, component: component, target: target}
+	return &StoredSource{src: src, component: component, policy: convert.NewPolicy(component, src.Names(), target)}
 }
 
 // Names lists the tensors of the underlying source.
@@ -91,7 +103,7 @@ func (s *StoredSource) Tensor(name string) (loader.Tensor, error) {
 	if err != nil {
 		return t, err
 	}
-	d := convert.StorageDType(s.component, name, t.Shape, s.target)
+	d := storageDType(s.policy, name, t.Shape, s.keep)
 	out, err := convert.ConvertTensor(t, d)
 	if err != nil {
 		return loader.Tensor{}, fmt.Errorf("bench: %s: tensor %q as %s: %w", s.component, name, d, err)
@@ -102,11 +114,25 @@ func (s *StoredSource) Tensor(name string) (loader.Tensor, error) {
 // StoredBytes is the size of the tensors of a key → shape table once
 // stored for target (the weight bytes a file holds for the component).
 func StoredBytes(component string, shapes map[string][]int, target loader.DType) int64 {
+	return storedBytes(component, shapes, target, nil)
+}
+
+func storedBytes(component string, shapes map[string][]int, target loader.DType, keep func(string) bool) int64 {
+	policy := convert.NewPolicy(component, slices.Collect(maps.Keys(shapes)), target)
 	var n int64
 	for name, shape := range shapes {
-		n += storedSize(convert.StorageDType(component, name, shape, target), shape)
+		n += storedSize(storageDType(policy, name, shape, keep), shape)
 	}
 	return n
+}
+
+// storageDType is convert's storage policy with WithKeep's exceptions.
+func storageDType(policy convert.Policy, key string, shape []int, keep func(string) bool) loader.DType {
+	d := policy.DType(key, shape)
+	if d == loader.Q8_0 && keep != nil && keep(key) {
+		d = loader.F16
+	}
+	return d
 }
 
 func storedSize(d loader.DType, shape []int) int64 {

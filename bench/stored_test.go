@@ -67,7 +67,7 @@ func TestStoredSource(t *testing.T) {
 		"norm.weight": {64}, "emb": {10, 32},
 	}
 	rs := NewRandomSource(shapes, 4)
-	require.Equal(t, loader.Q8_0, convert.StorageDType("decoder", "lin.weight", shapes["lin.weight"], loader.Q8_0),
+	require.Equal(t, loader.Q8_0, convert.NewPolicy("decoder", rs.Names(), loader.Q8_0).DType("lin.weight", shapes["lin.weight"]),
 		"the test covers a Q8_0 tensor")
 	for _, target := range []loader.DType{loader.F32, loader.F16, loader.Q8_0} {
 		s := NewStoredSource(rs, "decoder", target)
@@ -76,7 +76,7 @@ func TestStoredSource(t *testing.T) {
 		for _, name := range s.Names() {
 			got, err := s.Tensor(name)
 			require.NoError(t, err)
-			d := convert.StorageDType("decoder", name, shapes[name], target)
+			d := convert.NewPolicy("decoder", rs.Names(), target).DType(name, shapes[name])
 			require.Equal(t, d, got.DType, "%s %s", target, name)
 			require.Equal(t, shapes[name], got.Shape)
 			bytes += int64(len(got.Data))

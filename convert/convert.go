@@ -26,7 +26,7 @@ const MetaPipeline = "pipeline"
 type Options struct {
 	// DType is the storage type of floating-point weights: "f32" (the
 	// default, also when empty), "f16", or "q8" (Q8_0 for the weights
-	// StorageDType picks, F16 for the others). Integer and bool tensors are
+	// Policy.DType picks, F16 for the others). Integer and bool tensors are
 	// stored as they are.
 	DType string
 	// Progress receives one line per component as it is converted; nil
@@ -39,7 +39,7 @@ type Options struct {
 
 // ParseDType maps a --dtype value ("f32", "f16", "q8", case-insensitive;
 // also "fp32", "float32", "fp16", "float16", "q8_0", "int8") to the storage
-// target of floating-point weights; "" means F32. For Q8_0, StorageDType
+// target of floating-point weights; "" means F32. For Q8_0, Policy.DType
 // decides which tensors are quantized.
 func ParseDType(s string) (loader.DType, error) {
 	switch strings.ToLower(s) {
@@ -234,17 +234,20 @@ func convertComponent(c *PipelineComponent, w *loader.Writer, target loader.DTyp
 }
 
 // writeTensors converts every tensor of src (in src.Names() order) to the
-// dtype StorageDType gives it for target and adds it to component comp,
-// counting into cr; fileOf names the file a tensor comes from, for errors.
+// dtype the storage policy (NewPolicy) gives it for target and adds it to
+// component comp, counting into cr; fileOf names the file a tensor comes
+// from, for errors.
 func writeTensors(w *loader.Writer, comp string, src loader.Source, fileOf func(string) string, target loader.DType, cr *ComponentReport) error {
-	for _, name := range src.Names() {
+	names := src.Names()
+	policy := NewPolicy(comp, names, target)
+	for _, name := range names {
 		t, err := src.Tensor(name)
 		if err != nil {
 			return fmt.Errorf("convert: component %q: %w", comp, err)
 		}
 		dt := t.DType
 		if isFloat(dt) {
-			dt = StorageDType(comp, name, t.Shape, target)
+			dt = policy.DType(name, t.Shape)
 		}
 		out, err := ConvertTensor(t, dt)
 		if err != nil {

@@ -7,7 +7,7 @@
 // .bin; sharded *.index.json weight maps are followed), and every
 // component, configuration, tokenizer file and tensor goes into one file
 // that appears only when everything succeeded. Float weights are stored as
-// Options.DType: f32, f16, or q8, for which StorageDType (policy.go) picks
+// Options.DType: f32, f16, or q8, for which Policy.DType (policy.go) picks
 // the tensors stored as Q8_0 and stores the others as f16; the Report totals
 // tensors, parameters and bytes before and after compression per stored
 // dtype.

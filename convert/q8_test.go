@@ -26,7 +26,7 @@ func TestParseDTypeQ8(t *testing.T) {
 	require.EqualError(t, err, `unknown dtype "q4" (want f32|f16|q8)`)
 }
 
-func TestStorageDTypePolicy(t *testing.T) {
+func TestPolicy(t *testing.T) {
 	q8, f16 := loader.Q8_0, loader.F16
 	for _, c := range []struct {
 		comp, key string
@@ -36,13 +36,15 @@ func TestStorageDTypePolicy(t *testing.T) {
 		// Linear and convolution weights.
 		{"decoder", "down_blocks.0.resnets.0.conv1.weight", []int{64, 32, 3, 3}, q8},
 		{"decoder", "mid_block.resnets.0.conv_shortcut.weight", []int{64, 32, 1, 1}, q8},
-		{"decoder", "up_blocks.1.attentions.0.to_out.0.weight", []int{64, 64}, q8},
+		{"decoder", "up_blocks.1.attentions.0.to_out.0.weight", []int{64, 64}, q8}, // not the last up block (3)
 		{"decoder", "time_embedding.linear_1.weight", []int{128, 32}, q8},
 		{"text_encoder", "text_model.encoder.layers.0.mlp.fc1.weight", []int{37, 32}, q8}, // rows of 32, 1184 elements
 		{"text_encoder", "text_projection.weight", []int{32, 32}, q8},                     // exactly 32·32
 		{"prior", "transformer_blocks.0.ff.net.2.weight", []int{24, 96}, q8},
 		{"prior", "embedding_proj.weight", []int{2048, 768}, q8},
-		{"prior", "proj_to_clip_embeddings.weight", []int{768, 2048}, q8},
+		{"prior", "transformer_blocks.0.attn1.to_q.weight", []int{2048, 2048}, q8},
+		{"text_encoder", "text_model.encoder.layers.0.self_attn.k_proj.weight", []int{768, 768}, q8},
+		{"decoder", "up_blocks.2.resnets.0.conv1.weight", []int{64, 32, 3, 3}, q8},
 		{"text_proj", "clip_image_embeddings_project_to_time_embeddings.weight", []int{128, 32}, q8},
 		{"text_proj", "encoder_hidden_states_proj.weight", []int{100, 32}, q8},
 		// First and last U-Net convolutions.
@@ -74,15 +76,31 @@ func TestStorageDTypePolicy(t *testing.T) {
 		{"text_encoder", "text_model.encoder.layers.0.mlp.fc2.weight", []int{32, 37}, f16},
 		{"prior", "proj_in.weight", []int{24, 32}, f16},                 // 768 elements
 		{"prior", "proj_to_clip_embeddings.weight", []int{32, 24}, f16}, // rows of 24
+		// Measured exceptions (q8KeepF16, and a U-Net's last up block).
+		{"text_encoder", "text_model.encoder.layers.0.self_attn.v_proj.weight", []int{768, 768}, f16},
+		{"text_encoder", "text_model.encoder.layers.11.self_attn.out_proj.weight", []int{768, 768}, f16},
+		{"image_encoder", "vision_model.encoder.layers.3.self_attn.v_proj.weight", []int{1024, 1024}, f16},
+		{"prior", "transformer_blocks.0.attn1.to_v.weight", []int{2048, 2048}, f16},
+		{"prior", "transformer_blocks.19.attn1.to_out.0.weight", []int{2048, 2048}, f16},
+		{"prior", "proj_to_clip_embeddings.weight", []int{768, 2048}, f16},
+		{"prior", "encoder_hidden_states_proj.weight", []int{2048, 768}, f16},
+		{"decoder", "up_blocks.3.resnets.0.conv1.weight", []int{64, 32, 3, 3}, f16},
+		{"decoder", "up_blocks.3.attentions.2.to_q.weight", []int{64, 64}, f16},
+		{"super_res_last", "up_blocks.3.resnets.2.conv_shortcut.weight", []int{64, 96, 1, 1}, f16},
+		{"text_proj", "up_blocks.3.x.weight", []int{64, 64}, q8}, // not a U-Net
+		{"decoder", "up_blocks.30.x.weight", []int{64, 64}, q8},  // up_blocks.3. is a key prefix, not a string prefix
+		{"decoder", "down_blocks.3.x.weight", []int{64, 64}, q8}, // only the last up block
 		{"decoder", "down_blocks.0.resnets.0.conv1.weight", []int{64, 3, 3, 3}, f16},
 		{"x", "rank3.weight", []int{4, 32, 32}, f16},
 		{"x", "empty.weight", []int{0, 64}, f16},
 		{"x", "empty2.weight", []int{64, 0}, f16},
 		{"x", "huge.weight", []int{2, math.MaxInt / 2, 4}, f16}, // row length overflows int
 	} {
-		require.Equal(t, c.want, StorageDType(c.comp, c.key, c.shape, loader.Q8_0), "%s/%s %v", c.comp, c.key, c.shape)
+		// Every component here has up blocks 0–3 (and no up_blocks.30).
+		names := []string{"up_blocks.0.a.weight", "up_blocks.3.b.weight", "up_blocks.x.weight"}
+		require.Equal(t, c.want, NewPolicy(c.comp, names, loader.Q8_0).DType(c.key, c.shape), "%s/%s %v", c.comp, c.key, c.shape)
 		for _, target := range []loader.DType{loader.F32, loader.F16} {
-			require.Equal(t, target, StorageDType(c.comp, c.key, c.shape, target), "%s/%s as %s", c.comp, c.key, target)
+			require.Equal(t, target, NewPolicy(c.comp, names, target).DType(c.key, c.shape), "%s/%s as %s", c.comp, c.key, target)
 		}
 	}
 }
@@ -125,7 +143,7 @@ func f32Values(t *testing.T, tn loader.Tensor) []float32 {
 }
 
 // TestConvertQ8Golden converts tiny-unclip with --dtype q8: every tensor is
-// stored as StorageDType says, Q8_0 tensors within the block bound of the
+// stored as Policy.DType says, Q8_0 tensors within the block bound of the
 // source, F16 tensors exactly quant.F32ToF16 of it; the report's per-dtype
 // totals are the file's; the file is smaller than the f16 one.
 func TestConvertQ8Golden(t *testing.T) {
@@ -174,7 +192,7 @@ func TestConvertQ8Golden(t *testing.T) {
 			require.Equal(t, s.Shape, got.Shape, name)
 			want := s.DType
 			if isFloat(s.DType) {
-				want = StorageDType(c.Name, n, s.Shape, loader.Q8_0)
+				want = NewPolicy(c.Name, st.Names(), loader.Q8_0).DType(n, s.Shape)
 				params += int64(s.Numel())
 			}
 			require.Equal(t, want, got.DType, name)
@@ -356,4 +374,21 @@ func TestConvertKarloQ8MatchesDiffusers(t *testing.T) {
 		names = append(names, s.DType.String())
 	}
 	require.Contains(t, strings.Join(names, " "), "Q8_0")
+}
+
+// TestPolicyLastUpBlock: a U-Net's last up block is found from its keys,
+// whatever the number of blocks; other components have none.
+func TestPolicyLastUpBlock(t *testing.T) {
+	names := []string{"up_blocks.0.resnets.0.conv1.weight", "up_blocks.1.resnets.2.conv1.weight", "down_blocks.5.x.weight"}
+	shape := []int{64, 32, 3, 3}
+	p := NewPolicy("super_res_first", names, loader.Q8_0)
+	require.Equal(t, loader.F16, p.DType("up_blocks.1.resnets.2.conv1.weight", shape))
+	require.Equal(t, loader.Q8_0, p.DType("up_blocks.0.resnets.0.conv1.weight", shape))
+	require.Equal(t, loader.Q8_0, p.DType("down_blocks.5.x.weight", shape))
+	// No up blocks, or not a U-Net: nothing is kept for that reason.
+	require.Equal(t, loader.Q8_0, NewPolicy("decoder", nil, loader.Q8_0).DType("up_blocks.1.resnets.2.conv1.weight", shape))
+	require.Equal(t, loader.Q8_0, NewPolicy("prior", names, loader.Q8_0).DType("up_blocks.1.resnets.2.conv1.weight", shape))
+	// Indices that do not parse or are absurd are not blocks.
+	p = NewPolicy("decoder", []string{"up_blocks.99999999999999999999.x.weight", "up_blocks.-1.x.weight", "up_blocks.2.x.weight"}, loader.Q8_0)
+	require.Equal(t, loader.F16, p.DType("up_blocks.2.x.weight", []int{64, 64}))
 }

@@ -209,3 +209,17 @@ func conv2dQ16(dst, x, w, b *Tensor, stride, pad int, g convGeom) {
 		}
 	})
 }
+
+// Q8Path names how Linear and Conv2D multiply by Q8_0 weights on this
+// machine: "int16×int8 avx512-vnni" (the q16 path), "decoded to float32"
+// (decode while packing, for the float32 kernels), or "reference" (the
+// plain-Go loops of the purego kernel set).
+func Q8Path() string {
+	switch {
+	case !useFast():
+		return "reference"
+	case q16On && asm.Q16Fast():
+		return "int16×int8 avx512-vnni"
+	}
+	return "decoded to float32"
+}
