@@ -27,10 +27,10 @@ func TestConvertInfoQ8(t *testing.T) {
 		}
 	}
 	require.Equal(t, strings.Fields("DTYPE TENSORS PARAMS BYTES ON DISK ZSTD RATIO"), rows["DTYPE"])
-	// 434 F16 and 132 Q8_0 tensors, 1,931,249 + 2,030,240 = 3,961,489
-	// parameters; Q8_0 holds 34 bytes per 32 of them: 2,157,130 bytes.
-	require.Equal(t, strings.Fields("F16 434 1,931,249 3.9 MB 3.9 MB 1.00"), rows["F16"])
-	require.Equal(t, strings.Fields("Q8_0 132 2,030,240 2.2 MB 2.2 MB 1.00"), rows["Q8_0"])
+	// 440 F16 and 126 Q8_0 tensors, 1,984,497 + 1,976,992 = 3,961,489
+	// parameters; Q8_0 holds 34 bytes per 32 of them: 2,100,554 bytes.
+	require.Equal(t, strings.Fields("F16 440 1,984,497 4.0 MB 4.0 MB 1.00"), rows["F16"])
+	require.Equal(t, strings.Fields("Q8_0 126 1,976,992 2.1 MB 2.1 MB 1.00"), rows["Q8_0"])
 
 	_, _, err = runCLI(t, "convert", src, "-o", out, "--dtype", "q4")
 	require.ErrorContains(t, err, `unknown dtype "q4" (want f32|f16|q8)`)
@@ -44,15 +44,15 @@ func TestConvertInfoQ8(t *testing.T) {
 		}
 	}
 	// Decoder: 880,070 parameters (MANIFEST), as f32 3,520,280 bytes.
-	require.Equal(t, strings.Fields("decoder UNet2DConditionModel 176 880,070 F16:131 Q8_0:45 1.1 MB 1.1 MB 3.5 MB 1.00"), rows["decoder"])
-	require.Equal(t, strings.Fields("TOTAL 566 3,961,489 F16:434 Q8_0:132 6.0 MB 6.0 MB 15.8 MB 1.00"), rows["TOTAL"])
+	require.Equal(t, strings.Fields("decoder UNet2DConditionModel 176 880,070 F16:137 Q8_0:39 1.1 MB 1.1 MB 3.5 MB 1.00"), rows["decoder"])
+	require.Equal(t, strings.Fields("TOTAL 566 3,961,489 F16:440 Q8_0:126 6.1 MB 6.1 MB 15.8 MB 1.00"), rows["TOTAL"])
 	require.Contains(t, stdout, "verify: OK (566 tensors, ")
 
 	stdout, _, err = runCLI(t, "info", "--tensors", out)
 	require.NoError(t, err)
-	require.Contains(t, stdout, "decoder/down_blocks.0.downsamplers.0.time_emb_proj.weight Q8_0 [64,128] ")
+	require.Contains(t, stdout, "decoder/down_blocks.1.resnets.0.time_emb_proj.weight Q8_0 [128,128] ")
 	require.Contains(t, stdout, "decoder/conv_in.weight F16 [32,3,3,3] ")
-	require.Equal(t, 132, strings.Count(stdout, " Q8_0 ["))
+	require.Equal(t, 126, strings.Count(stdout, " Q8_0 ["))
 	require.Contains(t, stdout, "decoder/up_blocks.1.resnets.0.conv1.weight F16 ") // the last up block (policy.go)
 
 	// A flipped byte in a Q8_0 tensor fails --verify, naming it.

@@ -34,7 +34,7 @@ func TestPolicy(t *testing.T) {
 		want      loader.DType
 	}{
 		// Linear and convolution weights.
-		{"decoder", "down_blocks.0.resnets.0.conv1.weight", []int{64, 32, 3, 3}, q8},
+		{"super_res_first", "down_blocks.0.resnets.0.conv1.weight", []int{64, 32, 3, 3}, q8},
 		{"decoder", "mid_block.resnets.0.conv_shortcut.weight", []int{64, 32, 1, 1}, q8},
 		{"decoder", "up_blocks.1.attentions.0.to_out.0.weight", []int{64, 64}, q8}, // not the last up block (3)
 		{"decoder", "time_embedding.linear_1.weight", []int{128, 32}, q8},
@@ -85,12 +85,15 @@ func TestPolicy(t *testing.T) {
 		{"prior", "proj_to_clip_embeddings.weight", []int{768, 2048}, f16},
 		{"prior", "encoder_hidden_states_proj.weight", []int{2048, 768}, f16},
 		{"decoder", "up_blocks.3.resnets.0.conv1.weight", []int{64, 32, 3, 3}, f16},
+		{"decoder", "down_blocks.0.resnets.1.conv2.weight", []int{64, 64, 3, 3}, f16},
+		{"decoder", "down_blocks.0.downsamplers.0.conv1.weight", []int{64, 64, 3, 3}, f16},
+		{"decoder", "down_blocks.1.resnets.0.conv1.weight", []int{64, 64, 3, 3}, q8},
 		{"decoder", "up_blocks.3.attentions.2.to_q.weight", []int{64, 64}, f16},
 		{"super_res_last", "up_blocks.3.resnets.2.conv_shortcut.weight", []int{64, 96, 1, 1}, f16},
 		{"text_proj", "up_blocks.3.x.weight", []int{64, 64}, q8}, // not a U-Net
 		{"decoder", "up_blocks.30.x.weight", []int{64, 64}, q8},  // up_blocks.3. is a key prefix, not a string prefix
 		{"decoder", "down_blocks.3.x.weight", []int{64, 64}, q8}, // only the last up block
-		{"decoder", "down_blocks.0.resnets.0.conv1.weight", []int{64, 3, 3, 3}, f16},
+		{"super_res_last", "down_blocks.0.resnets.0.conv1.weight", []int{64, 3, 3, 3}, f16},
 		{"x", "rank3.weight", []int{4, 32, 32}, f16},
 		{"x", "empty.weight", []int{0, 64}, f16},
 		{"x", "empty2.weight", []int{64, 0}, f16},
