@@ -289,32 +289,7 @@ const (
 // (Q16QuantizeAct, exact integer block sums, d = dx·dw, one fused
 // multiply-add per block).
 func Q16GemmRef(m, n, k int, x []float32, ldx int, w []byte, c []float32, ldc int) {
-	if m < 0 || n < 0 || k < 0 || k%q8Block != 0 || len(w) < n*(k/q8Block)*q8BlockBytes ||
-		(m > 0 && k > 0 && (ldx < k || len(x) < (m-1)*ldx+k)) || (m > 0 && n > 0 && (ldc < n || len(c) < (m-1)*ldc+n)) {
-		panic(fmt.Sprintf("asm.Q16GemmRef: m=%d n=%d k=%d len(x)=%d ldx=%d len(w)=%d len(c)=%d ldc=%d",
-			m, n, k, len(x), ldx, len(w), len(c), ldc))
-	}
-	nb := k / q8Block
-	qx, dx := make([]int16, k), make([]float32, nb)
-	rb := nb * q8BlockBytes
-	for i := 0; i < m; i++ {
-		Q16QuantizeAct(qx, dx, x[i*ldx:i*ldx+k])
-		for j := 0; j < n; j++ {
-			row := w[j*rb : (j+1)*rb]
-			s := float32(0)
-			for b := 0; b < nb; b++ {
-				blk := row[b*q8BlockBytes : (b+1)*q8BlockBytes]
-				dw := halfToFloat32(uint16(blk[0]) | uint16(blk[1])<<8)
-				var isum int32
-				for t, v := range blk[2:] {
-					isum += int32(qx[32*b+t]) * int32(int8(v))
-				}
-				d := float32(dx[b] * dw)
-				s = fma32(d, float32(isum), s)
-			}
-			c[i*ldc+j] = s
-		}
-	}
+	actWeightGemmRef("Q16GemmRef", Q16QuantizeAct, m, n, k, x, ldx, w, c, ldc)
 }
 
 // Q16Bytes returns n bytes starting at a 64-byte boundary (so that the

@@ -8,31 +8,7 @@ import (
 // q16QuantBlockGo quantizes one block of 32 activations into q and returns
 // its scale dx (the family's activation rule, see q16.go).
 func q16QuantBlockGo(q []int16, x []float32) float32 {
-	x, q = x[:q8Block], q[:q8Block]
-	var amaxBits uint32
-	for _, v := range x {
-		amaxBits = max(amaxBits, math.Float32bits(v)&0x7fffffff)
-	}
-	amax := math.Float32frombits(amaxBits)
-	var dx, id float32
-	if !(amax < q16FlushBelow) { // NaN included: it propagates through dx
-		dx = amax / 32767
-		id = 1 / dx
-	}
-	for t, v := range x {
-		q[t] = cvtInt16(v * id)
-	}
-	return dx
-}
-
-// cvtInt16 is VCVTPS2DQ then VPACKSSDW: round to nearest even, NaN and
-// out-of-range values give the int32 −2³¹, then signed saturation to int16.
-func cvtInt16(f float32) int16 {
-	r := math.RoundToEven(float64(f))
-	if !(r >= -0x1p31 && r < 0x1p31) {
-		return -32768
-	}
-	return int16(max(-32768, min(32767, r)))
+	return quantActBlock(q, x, 32767, q16FlushBelow)
 }
 
 // q16PackARowGo writes one Q8_0 row (nb blocks) into row r of an A panel:

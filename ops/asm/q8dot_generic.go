@@ -8,33 +8,7 @@ import (
 // quantBlockGo quantizes one block of 32 activations into q and returns its
 // scale dx (the family's activation rule, see q8dot.go).
 func quantBlockGo(q []int8, x []float32) float32 {
-	x, q = x[:q8Block], q[:q8Block]
-	var amaxBits uint32
-	for _, v := range x {
-		amaxBits = max(amaxBits, math.Float32bits(v)&0x7fffffff)
-	}
-	amax := math.Float32frombits(amaxBits)
-	var dx, id float32
-	if !(amax < q8FlushBelow) { // NaN included: it propagates through dx
-		dx = amax / 127
-		id = 1 / dx
-	}
-	for t, v := range x {
-		q[t] = cvtInt8(v * id)
-	}
-	return dx
-}
-
-// cvtInt8 is VCVTPS2DQ then two signed saturating packs: round to nearest
-// even, NaN and out-of-range values give −128, then saturation to int8. For
-// the finite blocks of the activation rule the argument is in [−127.5, 127.5]
-// and this is plain rounding.
-func cvtInt8(f float32) int8 {
-	r := math.RoundToEven(float64(f))
-	if !(r >= -0x1p31 && r < 0x1p31) {
-		return -128
-	}
-	return int8(max(-128, min(127, r)))
+	return quantActBlock(q, x, 127, q8FlushBelow)
 }
 
 // quantRowXGo quantizes one row of nb blocks into row i of the X panel.
