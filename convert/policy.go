@@ -43,8 +43,8 @@ func NewPolicy(component string, names []string, target loader.DType) Policy {
 
 // DType is the storage policy of `dalle2 convert --dtype`: the dtype a
 // floating-point tensor of p's component with state-dict key key and shape
-// shape is stored as when the target is p's. Integer and bool tensors are not subject to it:
-// they are always stored as they are.
+// shape is stored as when the target is p's. Integer and bool tensors are
+// not subject to it: they are always stored as they are.
 //
 // For target F32 or F16 every float tensor is stored as target. For target
 // Q8_0 a tensor is stored as Q8_0 when it is a weight the model hands to
