@@ -1,7 +1,6 @@
 package asm
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -294,27 +293,10 @@ func TestQ16GemmMatchesIntegers(t *testing.T) {
 		}
 		x[i] = float32(xi[i])
 	}
-	w := make([]byte, quant.Q8Bytes(n*k))
-	wi := make([]int, n*k)
-	for b := 0; b < n*k/q8Block; b++ {
-		binary.LittleEndian.PutUint16(w[b*q8BlockBytes:], 0x3c00) // 1.0
-		for i := 0; i < q8Block; i++ {
-			v := r.IntN(256) - 128
-			wi[b*q8Block+i] = v
-			w[b*q8BlockBytes+2+i] = byte(int8(v))
-		}
-	}
+	w, wi := integerQ8Weight(r, n, k)
 	got := make([]float32, m*n)
 	Q16GemmRef(m, n, k, x, k, w, got, n)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			s := 0
-			for p := 0; p < k; p++ {
-				s += xi[i*k+p] * wi[j*k+p]
-			}
-			require.Equal(t, float32(s), got[i*n+j], "C[%d][%d]", i, j)
-		}
-	}
+	requireIntegerProduct(t, m, n, k, xi, wi, got)
 	q16Impls(t, func(t *testing.T) { checkQ16Gemm(t, r, m, n, k, x, k, w) })
 }
 

@@ -228,27 +228,10 @@ func TestQ8GemmMatchesIntegers(t *testing.T) {
 		}
 		x[i] = float32(xi[i])
 	}
-	w := make([]byte, quant.Q8Bytes(n*k))
-	wi := make([]int, n*k)
-	for b := 0; b < n*k/q8Block; b++ {
-		binary.LittleEndian.PutUint16(w[b*q8BlockBytes:], 0x3c00) // 1.0
-		for i := 0; i < q8Block; i++ {
-			v := r.IntN(256) - 128
-			wi[b*q8Block+i] = v
-			w[b*q8BlockBytes+2+i] = byte(int8(v))
-		}
-	}
+	w, wi := integerQ8Weight(r, n, k)
 	got := make([]float32, m*n)
 	Q8GemmRef(m, n, k, x, k, w, got, n)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			s := 0
-			for p := 0; p < k; p++ {
-				s += xi[i*k+p] * wi[j*k+p]
-			}
-			require.Equal(t, float32(s), got[i*n+j], "C[%d][%d]", i, j)
-		}
-	}
+	requireIntegerProduct(t, m, n, k, xi, wi, got)
 	q8dotImpls(t, func(t *testing.T) { checkQ8Gemm(t, r, m, n, k, x, k, w) })
 }
 
@@ -441,5 +424,37 @@ func BenchmarkQ8Pack(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows*k/q8Block), "ns/block")
 		})
+	}
+}
+
+// integerQ8Weight is a random Q8_0 matrix of n rows of k values whose block
+// scales are all 1, and its values as ints, so that products with integer
+// activations are exact integers.
+func integerQ8Weight(r *rand.Rand, n, k int) (w []byte, wi []int) {
+	w = make([]byte, quant.Q8Bytes(n*k))
+	wi = make([]int, n*k)
+	for b := 0; b < n*k/q8Block; b++ {
+		binary.LittleEndian.PutUint16(w[b*q8BlockBytes:], 0x3c00) // 1.0
+		for i := 0; i < q8Block; i++ {
+			v := r.IntN(256) - 128
+			wi[b*q8Block+i] = v
+			w[b*q8BlockBytes+2+i] = byte(int8(v))
+		}
+	}
+	return w, wi
+}
+
+// requireIntegerProduct checks got (m×n) against the exact integer product
+// of xi (m×k) and wiᵀ (wi n×k).
+func requireIntegerProduct(t *testing.T, m, n, k int, xi, wi []int, got []float32) {
+	t.Helper()
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			s := 0
+			for p := 0; p < k; p++ {
+				s += xi[i*k+p] * wi[j*k+p]
+			}
+			require.Equal(t, float32(s), got[i*n+j], "C[%d][%d]", i, j)
+		}
 	}
 }
