@@ -28,36 +28,9 @@ func q16Impls(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-// q16Acts returns n activations: N(0,1) values, with some blocks scaled by
-// 2^e for e in [−130, 40] (flushed, tiny and large blocks), some exact
-// zeros, and blocks whose values sit on rounding ties of their scale.
-func q16Acts(r *rand.Rand, n int) []float32 {
-	x := make([]float32, n)
-	for b := 0; b < n/q8Block; b++ {
-		blk := x[b*q8Block : (b+1)*q8Block]
-		scale := 1.0
-		switch r.IntN(6) {
-		case 0:
-			scale = math.Ldexp(1, r.IntN(171)-130)
-		case 1:
-			// ties: amax 32767·2^e gives dx = 2^e exactly, id = 2^-e, and
-			// half-integer multiples of dx land on x·id = t + 0.5.
-			e := r.IntN(20) - 10
-			for i := range blk {
-				blk[i] = float32(math.Ldexp(float64(r.IntN(65535)-32767)+0.5, e))
-			}
-			blk[r.IntN(q8Block)] = float32(math.Ldexp(32767, e))
-			continue
-		}
-		for i := range blk {
-			if r.IntN(16) == 0 {
-				continue // exact zero
-			}
-			blk[i] = float32(r.NormFloat64() * scale)
-		}
-	}
-	return x
-}
+// q16Acts returns n activations for the int16 family (blockActs with
+// qmax 32767).
+func q16Acts(r *rand.Rand, n int) []float32 { return blockActs(r, n, 32767) }
 
 func TestQ16QuantizeAct(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))

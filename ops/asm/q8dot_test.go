@@ -27,10 +27,15 @@ func q8dotImpls(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-// q8dotActs returns n activations: N(0,1) values, with some blocks scaled by
-// 2^e for e in [−130, 40] (flushed, subnormal-scale and large blocks), some
-// exact zeros, and values on rounding ties of their block's scale.
-func q8dotActs(r *rand.Rand, n int) []float32 {
+// q8dotActs returns n activations for the int8 family (blockActs with
+// qmax 127).
+func q8dotActs(r *rand.Rand, n int) []float32 { return blockActs(r, n, 127) }
+
+// blockActs returns n activations for a family that quantizes blocks to
+// [−qmax, qmax]: N(0,1) values, with some blocks scaled by 2^e for e in
+// [−130, 40] (flushed, tiny and large blocks), some exact zeros, and
+// blocks whose values sit on rounding ties of their scale.
+func blockActs(r *rand.Rand, n, qmax int) []float32 {
 	x := make([]float32, n)
 	for b := 0; b < n/q8Block; b++ {
 		blk := x[b*q8Block : (b+1)*q8Block]
@@ -39,13 +44,13 @@ func q8dotActs(r *rand.Rand, n int) []float32 {
 		case 0:
 			scale = math.Ldexp(1, r.IntN(171)-130)
 		case 1:
-			// ties: amax 127·2^e gives dx = 2^e exactly, id = 2^-e, and
+			// ties: amax qmax·2^e gives dx = 2^e exactly, id = 2^-e, and
 			// half-integer multiples of dx land on x·id = t + 0.5.
 			e := r.IntN(20) - 10
 			for i := range blk {
-				blk[i] = float32(math.Ldexp(float64(r.IntN(255)-127)+0.5, e))
+				blk[i] = float32(math.Ldexp(float64(r.IntN(2*qmax+1)-qmax)+0.5, e))
 			}
-			blk[r.IntN(q8Block)] = float32(math.Ldexp(127, e))
+			blk[r.IntN(q8Block)] = float32(math.Ldexp(float64(qmax), e))
 			continue
 		}
 		for i := range blk {
